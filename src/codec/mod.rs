@@ -1,0 +1,20 @@
+//! Codec glue: FLV tag bodies to and from [`crate::media`] frames, and what can be learnt from
+//! codec configurations (H.264 decoder configuration, AAC AudioSpecificConfig, AMF metadata).
+//!
+//! Invariant: parsing never copies a payload; frames are `Bytes` slices of what was received.
+
+pub mod aac;
+pub mod amf;
+pub mod avc;
+pub mod flv;
+
+use thiserror::Error;
+
+/// A codec payload that cannot be understood. Carries what was wrong for the log line.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("{what}: truncated ({len} bytes)")]
+    Truncated { what: &'static str, len: usize },
+    #[error("{what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}

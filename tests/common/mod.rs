@@ -1,0 +1,1420 @@
+//! Test harness for the mediarouter end-to-end tests.
+//!
+//! Every test starts the real server binary (`target/debug/mediarouter`, or `$MEDIAROUTER_BIN`)
+//! on its own free loopback ports and drives it with real clients: ffmpeg and ffprobe for media,
+//! curl for the REST API, and [`RtmpClient`], a small scriptable RTMP client built on rml_rtmp's
+//! handshake and chunk layers, where a test has to see individual RTMP messages.
+//!
+//! Every wait in here is bounded in time, and every process started here is killed when its
+//! guard is dropped, so a failing test cannot hang the suite or leave processes behind.
+#![allow(dead_code)]
+
+use std::collections::{HashSet, VecDeque};
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
+use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::time::RtmpTimestamp;
+use serde_json::Value;
+
+/// Frames per second of the test publisher's video.
+pub const FPS: u32 = 30;
+/// AAC frames per second at 44.1 kHz (1024 samples per frame).
+pub const AAC_FPS: f64 = 44100.0 / 1024.0;
+
+// ------------------------------------------------------------------------------------------------
+// Paths, temp dirs, ports
+// ------------------------------------------------------------------------------------------------
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The server binary: `$MEDIAROUTER_BIN`, else `target/debug/mediarouter` (built once with
+/// `cargo build --bin mediarouter` when it is missing).
+pub fn server_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("MEDIAROUTER_BIN") {
+            if !p.is_empty() {
+                return PathBuf::from(p);
+            }
+        }
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join("target"));
+        let bin = target.join("debug").join("mediarouter");
+        if !bin.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            eprintln!(
+                "[harness] {} missing: running cargo build --bin mediarouter",
+                bin.display()
+            );
+            let status = Command::new(cargo)
+                .args(["build", "--bin", "mediarouter"])
+                .current_dir(repo_root())
+                .status()
+                .expect("run cargo build --bin mediarouter");
+            assert!(status.success(), "cargo build --bin mediarouter failed");
+        }
+        assert!(bin.exists(), "server binary not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A directory under the system temp dir, removed on drop unless the thread is panicking (then
+/// it is kept for post-mortem and its path printed).
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "mediarouter-test-{}-{}-{}-{}",
+            tag,
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst),
+            nanos
+        ));
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("[harness] keeping {} for inspection", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound to port 0 and released). Ports handed out once in this
+/// process are never handed out again, so tests running in parallel threads do not collide.
+pub fn free_port() -> u16 {
+    static USED: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let used = USED.get_or_init(|| Mutex::new(HashSet::new()));
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        drop(listener);
+        if used.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub rtmp: u16,
+    pub http: u16,
+    pub rest: u16,
+}
+
+impl Ports {
+    pub fn free() -> Ports {
+        Ports {
+            rtmp: free_port(),
+            http: free_port(),
+            rest: free_port(),
+        }
+    }
+
+    /// Environment overrides that put every listener of the server on these loopback ports.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("MEDIAROUTER__RTMP__ADDRESS".into(), "127.0.0.1".into()),
+            ("MEDIAROUTER__RTMP__PORT".into(), self.rtmp.to_string()),
+            ("MEDIAROUTER__HTTP__ADDRESS".into(), "127.0.0.1".into()),
+            ("MEDIAROUTER__HTTP__PORT".into(), self.http.to_string()),
+            ("MEDIAROUTER__REST__ADDRESS".into(), "127.0.0.1".into()),
+            ("MEDIAROUTER__REST__PORT".into(), self.rest.to_string()),
+        ]
+    }
+}
+
+/// `("stream.play_wait_timeout_ms", "2000")` → `MEDIAROUTER__STREAM__PLAY_WAIT_TIMEOUT_MS=2000`.
+/// A key that already starts with `MEDIAROUTER__` is taken as it is.
+pub fn env_key(key: &str) -> String {
+    if key.starts_with("MEDIAROUTER__") {
+        key.to_string()
+    } else {
+        format!("MEDIAROUTER__{}", key.replace('.', "__").to_uppercase())
+    }
+}
+
+/// A command for the server binary with a clean `MEDIAROUTER__*` environment, run from the
+/// repository root (so the relative `web_root` resolves).
+pub fn server_command(args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(server_bin());
+    cmd.args(args).current_dir(repo_root()).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("MEDIAROUTER__") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    all[start..].join("\n")
+}
+
+pub fn port_accepts(port: u16) -> bool {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+// ------------------------------------------------------------------------------------------------
+// The server under test
+// ------------------------------------------------------------------------------------------------
+
+pub struct Server {
+    child: Option<Child>,
+    pub ports: Ports,
+    pub rtmp_port: u16,
+    pub http_port: u16,
+    pub rest_port: u16,
+    pub log_path: PathBuf,
+    pub dir: TempDir,
+}
+
+impl Server {
+    /// Starts the server on free loopback ports, with setting overrides given as
+    /// `("section.key", "value")` (or full `MEDIAROUTER__SECTION__KEY` names) passed as
+    /// environment variables. Waits (at most 15 s) until the RTMP and REST ports accept.
+    pub fn start(overrides: &[(&str, &str)]) -> Server {
+        let mut last_err = String::new();
+        // A port picked free may be taken by someone else before the server binds it: retry.
+        for _attempt in 0..3 {
+            let ports = Ports::free();
+            let mut env = ports.env();
+            for (k, v) in overrides {
+                env.push((env_key(k), v.to_string()));
+            }
+            match Server::spawn(&[], &env, ports) {
+                Ok(server) => return server,
+                Err(e) => {
+                    if e.to_lowercase().contains("in use") {
+                        last_err = e;
+                        continue;
+                    }
+                    panic!("{e}");
+                }
+            }
+        }
+        panic!("{last_err}");
+    }
+
+    /// Starts the server binary with these arguments and exactly this environment (no port
+    /// overrides added), expecting its RTMP and REST listeners on `ports`.
+    pub fn spawn(args: &[&str], env: &[(String, String)], ports: Ports) -> Result<Server, String> {
+        let dir = TempDir::new("server");
+        let log_path = dir.join("server.log");
+        let log = fs::File::create(&log_path).expect("create server log");
+        let log2 = log.try_clone().expect("clone log handle");
+        let mut cmd = server_command(args, env);
+        cmd.stdout(Stdio::from(log2)).stderr(Stdio::from(log));
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", server_bin().display()))?;
+        let mut server = Server {
+            child: Some(child),
+            ports,
+            rtmp_port: ports.rtmp,
+            http_port: ports.http,
+            rest_port: ports.rest,
+            log_path,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().ok().flatten() {
+                let log = server.log();
+                server.child = None;
+                return Err(format!(
+                    "server exited before it was ready ({status}); args {args:?}; log:\n{}",
+                    tail(&log, 60)
+                ));
+            }
+            if port_accepts(ports.rtmp) && port_accepts(ports.rest) {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                let log = server.log();
+                return Err(format!(
+                    "server not ready within 15 s (rtmp {} rest {}); log:\n{}",
+                    ports.rtmp,
+                    ports.rest,
+                    tail(&log, 60)
+                ));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// True while the server process runs.
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// `rtmp://127.0.0.1:PORT/live/NAME`
+    pub fn url(&self, name: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{}", self.rtmp_port, name)
+    }
+
+    /// `rtmp://127.0.0.1:PORT/APP/NAME`
+    pub fn url_app(&self, app: &str, name: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{}/{}", self.rtmp_port, app, name)
+    }
+
+    /// POST to the REST API of this server.
+    pub fn rest(&self, path: &str, body: &str) -> (u16, Value) {
+        rest(self.rest_port, path, body)
+    }
+
+    /// The stream object from `/rest-api/stream/find`, if the server answers 200.
+    pub fn find_stream(&self, name: &str) -> Option<Value> {
+        let (status, v) = self.rest(
+            "stream/find",
+            &serde_json::json!({ "name": name }).to_string(),
+        );
+        (status == 200).then_some(v)
+    }
+
+    /// Polls `find` until `pred` holds for the stream object (or `None` when not found); returns
+    /// the last object seen. Bounded by `timeout`.
+    pub fn wait_stream(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(Option<&Value>) -> bool,
+    ) -> (bool, Option<Value>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.find_stream(name);
+            if pred(v.as_ref()) {
+                return (true, v);
+            }
+            if Instant::now() > deadline {
+                return (false, v);
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "----- mediarouter log tail ({}) -----\n{}\n----- end of log -----",
+                self.log_path.display(),
+                tail(&self.log(), 80)
+            );
+        }
+    }
+}
+
+/// Runs the server binary expecting it to stop by itself (bad settings). Returns its exit
+/// status (None when it was still running after `timeout` and got killed), its stderr and the
+/// time it ran.
+pub fn run_server_to_exit(
+    args: &[&str],
+    env: &[(String, String)],
+    timeout: Duration,
+) -> (Option<ExitStatus>, String, Duration) {
+    let dir = TempDir::new("exit");
+    let err_path = dir.join("stderr.log");
+    let mut cmd = server_command(args, env);
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::from(fs::File::create(&err_path).unwrap()));
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("start server binary");
+    let status = wait_child(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let elapsed = started.elapsed();
+    (
+        status,
+        fs::read_to_string(&err_path).unwrap_or_default(),
+        elapsed,
+    )
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Child processes (ffmpeg, ffprobe)
+// ------------------------------------------------------------------------------------------------
+
+/// A child process whose stdout and stderr go to files; killed on drop.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    status: Option<ExitStatus>,
+    pub started: Instant,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, program: &str, args: &[String]) -> Proc {
+        let dir = TempDir::new(name);
+        let stdout_path = dir.join("stdout");
+        let stderr_path = dir.join("stderr");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(fs::File::create(&stdout_path).unwrap()))
+            .stderr(Stdio::from(fs::File::create(&stderr_path).unwrap()))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {program}: {e} (run scripts/install-test-deps.sh)")
+            });
+        Proc {
+            name: name.to_string(),
+            child,
+            status: None,
+            started: Instant::now(),
+            stdout_path,
+            stderr_path,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit status if the process has ended.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                self.status = Some(s);
+            }
+        }
+        self.status
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.try_status().is_none()
+    }
+
+    /// Waits at most `timeout` for the process to end.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_status() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if self.try_status().is_none() {
+            let _ = signal(self.pid(), "CONT");
+            let _ = self.child.kill();
+            if let Ok(s) = self.child.wait() {
+                self.status = Some(s);
+            }
+        }
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `INT`, `TERM`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        assert!(signal(self.pid(), sig), "kill -{sig} {} failed", self.pid());
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            let err = self.stderr();
+            if !err.trim().is_empty() {
+                eprintln!("----- {} stderr tail -----\n{}", self.name, tail(&err, 20));
+            }
+        }
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// Real-time ffmpeg publisher: testsrc2 320x240 at 30 fps + 1 kHz sine, H.264 baseline
+/// (ultrafast, zerolatency, 1 s GOP) + AAC 44.1 kHz stereo, FLV over RTMP, for `seconds`.
+/// `extra` output options go after the defaults (so they can override them).
+pub fn publish_ffmpeg(url: &str, seconds: u32, extra: &[&str]) -> Proc {
+    publish_ffmpeg_sized(url, seconds, "320x240", extra)
+}
+
+pub fn publish_ffmpeg_sized(url: &str, seconds: u32, size: &str, extra: &[&str]) -> Proc {
+    let mut args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "warning",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={size}:rate={FPS}"),
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=1000:sample_rate=44100",
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-t",
+        &seconds.to_string(),
+        "-c:v",
+        "libx264",
+        "-profile:v",
+        "baseline",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "30",
+        "-keyint_min",
+        "30",
+        "-sc_threshold",
+        "0",
+        "-b:v",
+        "600k",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-ac",
+        "2",
+        "-ar",
+        "44100",
+    ]);
+    args.extend(strings(extra));
+    args.extend(strings(&["-f", "flv", url]));
+    Proc::spawn("ffmpeg-publisher", "ffmpeg", &args)
+}
+
+/// What an ffmpeg player decoded.
+#[derive(Debug)]
+pub struct Played {
+    pub video: u64,
+    pub audio: u64,
+    pub stderr: String,
+    /// None when the player was still running at its deadline and was killed.
+    pub status: Option<ExitStatus>,
+    pub elapsed: Duration,
+}
+
+impl Played {
+    /// stderr lines that report errors (the player runs at `-loglevel error`, and decoder
+    /// complaints such as missing PPS/SPS are printed as errors).
+    pub fn error_lines(&self) -> Vec<String> {
+        self.stderr
+            .lines()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                l.contains("error") || l.contains("invalid") || l.contains("non-existing")
+            })
+            .map(|l| l.to_string())
+            .collect()
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+/// An ffmpeg player decoding `seconds` of the stream to framecrc (video mapped first, so stream
+/// index 0 is video and 1 is audio).
+pub struct Player {
+    pub proc: Proc,
+    pub seconds: u32,
+}
+
+impl Player {
+    pub fn spawn(url: &str, seconds: u32) -> Player {
+        let args = strings(&[
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "20000000",
+            "-i",
+            url,
+            "-t",
+            &seconds.to_string(),
+            "-map",
+            "0:v:0",
+            "-map",
+            "0:a:0?",
+            "-f",
+            "framecrc",
+            "-",
+        ]);
+        Player {
+            proc: Proc::spawn("ffmpeg-player", "ffmpeg", &args),
+            seconds,
+        }
+    }
+
+    /// (video frames, audio frames) decoded so far.
+    pub fn counts(&self) -> (u64, u64) {
+        count_framecrc(&self.proc.stdout())
+    }
+
+    /// Waits for the player to end (at most `timeout`, then kills it) and reports.
+    pub fn finish(mut self, timeout: Duration) -> Played {
+        let status = self.proc.wait_timeout(timeout);
+        if status.is_none() {
+            self.proc.kill();
+        }
+        let (video, audio) = self.counts();
+        Played {
+            video,
+            audio,
+            stderr: self.proc.stderr(),
+            status,
+            elapsed: self.proc.started.elapsed(),
+        }
+    }
+}
+
+pub fn count_framecrc(out: &str) -> (u64, u64) {
+    let mut v = 0;
+    let mut a = 0;
+    for line in out.lines() {
+        if line.starts_with("0,") {
+            v += 1;
+        } else if line.starts_with("1,") {
+            a += 1;
+        }
+    }
+    (v, a)
+}
+
+/// Asserts that a player decoded about `seconds` of real-time video (>= 80 % of 30 fps) and audio
+/// (>= 70 % of the AAC frame rate) with no decoder errors.
+pub fn assert_decoded(label: &str, p: &Played, seconds: u32) {
+    let min_v = (FPS * seconds) as f64 * 0.8;
+    let min_a = AAC_FPS * seconds as f64 * 0.7;
+    assert!(
+        p.video as f64 >= min_v,
+        "{label}: decoded {} video frames, expected >= {min_v} ({p:?})",
+        p.video
+    );
+    assert!(
+        p.audio as f64 >= min_a,
+        "{label}: decoded {} audio frames, expected >= {min_a} ({p:?})",
+        p.audio
+    );
+    let errors = p.error_lines();
+    assert!(errors.is_empty(), "{label}: decode errors: {errors:?}");
+}
+
+/// Plays `seconds` of `url` with ffmpeg and returns what was decoded; the player is killed if it
+/// has not ended `seconds + 20` s after its start.
+pub fn play_count(url: &str, seconds: u32) -> Played {
+    Player::spawn(url, seconds).finish(Duration::from_secs(seconds as u64 + 20))
+}
+
+/// One packet as ffprobe reports it.
+#[derive(Debug, Clone)]
+pub struct ProbePacket {
+    pub flags: String,
+    pub pts_time: Option<f64>,
+    pub dts_time: Option<f64>,
+}
+
+/// The first `count` video packets a new player of `url` receives (ffprobe -show_packets),
+/// or Err with ffprobe's stderr.
+pub fn probe_video_packets(url: &str, count: u32) -> Result<Vec<ProbePacket>, String> {
+    let args = strings(&[
+        "-hide_banner",
+        "-v",
+        "error",
+        "-rw_timeout",
+        "15000000",
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "packet=pts_time,dts_time,flags",
+        "-read_intervals",
+        &format!("%+#{count}"),
+        "-of",
+        "json",
+        url,
+    ]);
+    let mut p = Proc::spawn("ffprobe", "ffprobe", &args);
+    if p.wait_timeout(Duration::from_secs(25)).is_none() {
+        p.kill();
+        return Err(format!("ffprobe did not end within 25 s: {}", p.stderr()));
+    }
+    let out = p.stdout();
+    let v: Value = serde_json::from_str(&out)
+        .map_err(|e| format!("ffprobe output not JSON ({e}): {out} / {}", p.stderr()))?;
+    let packets = v["packets"]
+        .as_array()
+        .ok_or_else(|| format!("no packets in ffprobe output: {out} / {}", p.stderr()))?;
+    let num = |x: &Value| x.as_str().and_then(|s| s.parse::<f64>().ok());
+    Ok(packets
+        .iter()
+        .map(|p| ProbePacket {
+            flags: p["flags"].as_str().unwrap_or("").to_string(),
+            pts_time: num(&p["pts_time"]),
+            dts_time: num(&p["dts_time"]),
+        })
+        .collect())
+}
+
+// ------------------------------------------------------------------------------------------------
+// REST
+// ------------------------------------------------------------------------------------------------
+
+/// POSTs `body` (JSON text, may be empty) to `http://127.0.0.1:PORT/rest-api/PATH` (a `path`
+/// starting with `/` is used as it is) with curl. Returns the HTTP status and the body parsed as
+/// JSON (`Value::String(raw)` when it is not JSON; status 0 when curl got no answer).
+pub fn rest(port: u16, path: &str, body: &str) -> (u16, Value) {
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/rest-api/{path}")
+    };
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "5",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+            &url,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl (run scripts/install-test-deps.sh)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body_text, code) = match text.rfind('\n') {
+        Some(i) => (&text[..i], text[i + 1..].trim()),
+        None => ("", text.trim()),
+    };
+    let status = code.parse::<u16>().unwrap_or(0);
+    let value =
+        serde_json::from_str(body_text).unwrap_or_else(|_| Value::String(body_text.to_string()));
+    (status, value)
+}
+
+/// `players.rtmp` of a stream object (-1 when absent).
+pub fn rtmp_players(v: Option<&Value>) -> i64 {
+    v.and_then(|v| v["players"]["rtmp"].as_i64()).unwrap_or(-1)
+}
+
+// ------------------------------------------------------------------------------------------------
+// A scriptable RTMP client
+// ------------------------------------------------------------------------------------------------
+
+/// What the RTMP client saw from the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `onStatus` with its info object's code/level/description.
+    Status {
+        code: String,
+        level: String,
+        description: String,
+    },
+    /// Any other AMF0 command (`_result`, `_error`, `onBWDone`, ...).
+    Command { name: String, transaction_id: f64 },
+    /// AMF0 data (`onMetaData`, `|RtmpSampleAccess`, ...): its first string.
+    Data { name: String },
+    Video {
+        timestamp: u32,
+        len: usize,
+        keyframe: bool,
+        sequence_header: bool,
+    },
+    Audio {
+        timestamp: u32,
+        len: usize,
+        sequence_header: bool,
+    },
+    /// A user control event (stream begin, EOF, ...).
+    UserControl { kind: String },
+    /// The server closed the connection (or reset it).
+    Closed,
+}
+
+impl Event {
+    pub fn is_status(&self, wanted: &str) -> bool {
+        matches!(self, Event::Status { code, .. } if code == wanted)
+    }
+
+    pub fn is_media(&self) -> bool {
+        matches!(self, Event::Video { .. } | Event::Audio { .. })
+    }
+}
+
+pub struct RtmpClient {
+    pub stream: TcpStream,
+    ser: ChunkSerializer,
+    de: ChunkDeserializer,
+    pending: VecDeque<Event>,
+    results: Vec<(f64, String, Vec<Amf0Value>)>,
+    closed: bool,
+    pub stream_id: u32,
+    bytes_in: u64,
+    acked: u64,
+    ack_window: Option<u32>,
+    next_tid: f64,
+    pub port: u16,
+    pub app: String,
+    /// Every event ever returned, for diagnostics.
+    pub history: Vec<Event>,
+}
+
+fn amf_str(v: Option<&Amf0Value>) -> String {
+    match v {
+        Some(Amf0Value::Utf8String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn amf_prop(obj: &Amf0Value, key: &str) -> String {
+    match obj {
+        Amf0Value::Object(props) => amf_str(props.get(key)),
+        _ => String::new(),
+    }
+}
+
+/// Completes an RTMP handshake (as a client) on a fresh TCP connection. Returns the stream and
+/// any bytes the server sent after its S2.
+pub fn rtmp_handshake(port: u16, timeout: Duration) -> Result<(TcpStream, Vec<u8>), String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream.set_nodelay(true).ok();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let mut hs = Handshake::new(PeerType::Client);
+    let c0c1 = hs
+        .generate_outbound_p0_and_p1()
+        .map_err(|e| format!("{e:?}"))?;
+    stream
+        .write_all(&c0c1)
+        .map_err(|e| format!("send C0C1: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 8192];
+    loop {
+        if Instant::now() > deadline {
+            return Err("handshake timed out".into());
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(0) => return Err("server closed during handshake".into()),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
+            Err(e) => return Err(format!("read during handshake: {e}")),
+        };
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| format!("handshake: {e:?}"))?
+        {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                if !response_bytes.is_empty() {
+                    stream
+                        .write_all(&response_bytes)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
+                if !response_bytes.is_empty() {
+                    stream
+                        .write_all(&response_bytes)
+                        .map_err(|e| e.to_string())?;
+                }
+                return Ok((stream, remaining_bytes));
+            }
+        }
+    }
+}
+
+impl RtmpClient {
+    /// Handshake + `connect` to `app`; Ok once the server answered `_result` with
+    /// `NetConnection.Connect.Success`.
+    pub fn connect(port: u16, app: &str) -> Result<RtmpClient, String> {
+        let (stream, rest) = rtmp_handshake(port, Duration::from_secs(5))?;
+        let mut c = RtmpClient {
+            stream,
+            ser: ChunkSerializer::new(),
+            de: ChunkDeserializer::new(),
+            pending: VecDeque::new(),
+            results: Vec::new(),
+            closed: false,
+            stream_id: 0,
+            bytes_in: 0,
+            acked: 0,
+            ack_window: None,
+            next_tid: 0.0,
+            port,
+            app: app.to_string(),
+            history: Vec::new(),
+        };
+        if !rest.is_empty() {
+            c.feed(&rest)?;
+        }
+        let packet = c
+            .ser
+            .set_max_chunk_size(4096, RtmpTimestamp::new(0))
+            .map_err(|e| format!("{e:?}"))?;
+        c.write(&packet.bytes)?;
+        let mut props = std::collections::HashMap::new();
+        props.insert("app".to_string(), Amf0Value::Utf8String(app.to_string()));
+        props.insert(
+            "type".to_string(),
+            Amf0Value::Utf8String("nonprivate".into()),
+        );
+        props.insert(
+            "flashVer".to_string(),
+            Amf0Value::Utf8String("FMLE/3.0".into()),
+        );
+        props.insert(
+            "tcUrl".to_string(),
+            Amf0Value::Utf8String(format!("rtmp://127.0.0.1:{port}/{app}")),
+        );
+        props.insert("objectEncoding".to_string(), Amf0Value::Number(0.0));
+        let tid = c.command("connect", Amf0Value::Object(props), vec![], 0)?;
+        let args = c.wait_result(tid, Duration::from_secs(5))?;
+        let code = args
+            .first()
+            .map(|a| amf_prop(a, "code"))
+            .unwrap_or_default();
+        if code != "NetConnection.Connect.Success" {
+            return Err(format!("connect answered with code {code:?}"));
+        }
+        Ok(c)
+    }
+
+    /// `createStream` + `play(name)` (the name may carry a query string). Returns once the play
+    /// command is sent; the server's answers arrive as events.
+    pub fn play(&mut self, name: &str) -> Result<(), String> {
+        self.create_stream()?;
+        let sid = self.stream_id;
+        self.user_control_set_buffer(sid, 1000)?;
+        self.command(
+            "play",
+            Amf0Value::Null,
+            vec![
+                Amf0Value::Utf8String(name.to_string()),
+                Amf0Value::Number(-2.0),
+            ],
+            sid,
+        )?;
+        Ok(())
+    }
+
+    /// `createStream` + `publish(name, "live")`. Returns once the publish command is sent.
+    pub fn publish(&mut self, name: &str) -> Result<(), String> {
+        self.create_stream()?;
+        let sid = self.stream_id;
+        self.command(
+            "publish",
+            Amf0Value::Null,
+            vec![
+                Amf0Value::Utf8String(name.to_string()),
+                Amf0Value::Utf8String("live".to_string()),
+            ],
+            sid,
+        )?;
+        Ok(())
+    }
+
+    /// Connect + play in one go.
+    pub fn player(port: u16, app: &str, name: &str) -> Result<RtmpClient, String> {
+        let mut c = RtmpClient::connect(port, app)?;
+        c.play(name)?;
+        Ok(c)
+    }
+
+    pub fn create_stream(&mut self) -> Result<u32, String> {
+        let tid = self.command("createStream", Amf0Value::Null, vec![], 0)?;
+        let args = self.wait_result(tid, Duration::from_secs(5))?;
+        match args.first() {
+            Some(Amf0Value::Number(n)) => {
+                self.stream_id = *n as u32;
+                Ok(self.stream_id)
+            }
+            other => Err(format!(
+                "createStream result without a stream id: {other:?}"
+            )),
+        }
+    }
+
+    fn user_control_set_buffer(&mut self, sid: u32, ms: u32) -> Result<(), String> {
+        let msg = RtmpMessage::UserControl {
+            event_type: UserControlEventType::SetBufferLength,
+            stream_id: Some(sid),
+            buffer_length: Some(ms),
+            timestamp: None,
+        };
+        self.send(msg, 0)
+    }
+
+    fn send(&mut self, msg: RtmpMessage, stream_id: u32) -> Result<(), String> {
+        let payload = msg
+            .into_message_payload(RtmpTimestamp::new(0), stream_id)
+            .map_err(|e| format!("{e:?}"))?;
+        let packet = self
+            .ser
+            .serialize(&payload, false, false)
+            .map_err(|e| format!("{e:?}"))?;
+        self.write(&packet.bytes)
+    }
+
+    /// Sends an AMF0 command; returns its transaction id.
+    pub fn command(
+        &mut self,
+        name: &str,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> Result<f64, String> {
+        let tid = if name == "play" || name == "publish" {
+            0.0
+        } else {
+            self.next_tid += 1.0;
+            self.next_tid
+        };
+        let msg = RtmpMessage::Amf0Command {
+            command_name: name.to_string(),
+            transaction_id: tid,
+            command_object: object,
+            additional_arguments: args,
+        };
+        self.send(msg, stream_id)?;
+        Ok(tid)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| format!("write to server: {e}"))
+    }
+
+    /// Waits for `_result`/`_error` of a transaction, queueing every other event.
+    fn wait_result(&mut self, tid: f64, timeout: Duration) -> Result<Vec<Amf0Value>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Results are delivered by `feed` through `results`.
+            if let Some(i) = self.results.iter().position(|(t, _, _)| *t == tid) {
+                let (_, name, args) = self.results.remove(i);
+                if name == "_result" {
+                    return Ok(args);
+                }
+                return Err(format!("{name} for transaction {tid}: {args:?}"));
+            }
+            if self.closed {
+                return Err(format!(
+                    "server closed the connection; events {:?}",
+                    self.pending
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no answer to transaction {tid}; events {:?}",
+                    self.pending
+                ));
+            }
+            self.read_some()?;
+        }
+    }
+
+    /// Reads what the socket has (waiting at most ~200 ms) and decodes it. Sets `closed` on EOF
+    /// or a socket error.
+    fn read_some(&mut self) -> Result<(), String> {
+        if self.closed {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; 65536];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {
+                self.closed = true;
+                self.pending.push_back(Event::Closed);
+                Ok(())
+            }
+            Ok(n) => self.feed(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
+            Err(_) => {
+                self.closed = true;
+                self.pending.push_back(Event::Closed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes bytes from the server into events, answering pings and acknowledgements.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.bytes_in += bytes.len() as u64;
+        let mut input = bytes;
+        loop {
+            let payload = match self.de.get_next_message(input) {
+                Ok(Some(p)) => p,
+                Ok(None) => break,
+                Err(e) => return Err(format!("cannot parse the server's RTMP chunks: {e:?}")),
+            };
+            input = &[];
+            let timestamp = payload.timestamp.value;
+            let msg = match payload.to_rtmp_message() {
+                Ok(m) => m,
+                Err(_) => continue, // a message this client does not know: not an event
+            };
+            match msg {
+                RtmpMessage::SetChunkSize { size } => {
+                    self.de
+                        .set_max_chunk_size(size as usize)
+                        .map_err(|e| format!("{e:?}"))?;
+                }
+                RtmpMessage::WindowAcknowledgement { size } => self.ack_window = Some(size),
+                RtmpMessage::UserControl {
+                    event_type,
+                    timestamp: ts,
+                    ..
+                } => {
+                    if event_type == UserControlEventType::PingRequest {
+                        let pong = RtmpMessage::UserControl {
+                            event_type: UserControlEventType::PingResponse,
+                            stream_id: None,
+                            buffer_length: None,
+                            timestamp: ts,
+                        };
+                        self.send(pong, 0)?;
+                    }
+                    self.pending.push_back(Event::UserControl {
+                        kind: format!("{event_type:?}"),
+                    });
+                }
+                RtmpMessage::Amf0Command {
+                    command_name,
+                    transaction_id,
+                    command_object,
+                    mut additional_arguments,
+                } => {
+                    if command_name == "onStatus" {
+                        let info = if additional_arguments.is_empty() {
+                            command_object
+                        } else {
+                            additional_arguments.remove(0)
+                        };
+                        self.pending.push_back(Event::Status {
+                            code: amf_prop(&info, "code"),
+                            level: amf_prop(&info, "level"),
+                            description: amf_prop(&info, "description"),
+                        });
+                    } else if (command_name == "_result" || command_name == "_error")
+                        && transaction_id != 0.0
+                    {
+                        self.results
+                            .push((transaction_id, command_name, additional_arguments));
+                    } else {
+                        self.pending.push_back(Event::Command {
+                            name: command_name,
+                            transaction_id,
+                        });
+                    }
+                }
+                RtmpMessage::Amf0Data { values } => {
+                    let mut name = amf_str(values.first());
+                    if name == "@setDataFrame" {
+                        name = amf_str(values.get(1));
+                    }
+                    self.pending.push_back(Event::Data { name });
+                }
+                RtmpMessage::VideoData { data } => {
+                    let b0 = data.first().copied().unwrap_or(0);
+                    let b1 = data.get(1).copied().unwrap_or(0xff);
+                    self.pending.push_back(Event::Video {
+                        timestamp,
+                        len: data.len(),
+                        keyframe: b0 >> 4 == 1,
+                        sequence_header: b0 & 0x0f == 7 && b1 == 0,
+                    });
+                }
+                RtmpMessage::AudioData { data } => {
+                    let b0 = data.first().copied().unwrap_or(0);
+                    let b1 = data.get(1).copied().unwrap_or(0xff);
+                    self.pending.push_back(Event::Audio {
+                        timestamp,
+                        len: data.len(),
+                        sequence_header: b0 >> 4 == 10 && b1 == 0,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if let Some(window) = self.ack_window {
+            if window > 0 && self.bytes_in - self.acked >= window as u64 {
+                self.acked = self.bytes_in;
+                let ack = RtmpMessage::Acknowledgement {
+                    sequence_number: self.bytes_in as u32,
+                };
+                self.send(ack, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event, waiting at most `timeout`. After the connection closed this keeps
+    /// returning `Some(Event::Closed)`.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.pending.pop_front() {
+                self.history.push(e.clone());
+                return Some(e);
+            }
+            if self.closed {
+                return Some(Event::Closed);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            if let Err(e) = self.read_some() {
+                panic!("RTMP client: {e}; events so far: {:?}", self.history);
+            }
+        }
+    }
+
+    /// Reads events until one matches (returned with everything seen before it), or until
+    /// `timeout` (Err with everything seen). A close ends the wait unless the predicate wants it.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Event) -> bool,
+    ) -> Result<(Event, Vec<Event>), Vec<Event>> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(left) {
+                Some(e) if pred(&e) => return Ok((e, seen)),
+                Some(Event::Closed) => {
+                    seen.push(Event::Closed);
+                    return Err(seen);
+                }
+                Some(e) => seen.push(e),
+                None => return Err(seen),
+            }
+        }
+    }
+
+    /// Waits for an `onStatus` with this code.
+    pub fn wait_status(&mut self, code: &str, timeout: Duration) -> Result<Vec<Event>, Vec<Event>> {
+        self.wait_for(timeout, |e| e.is_status(code))
+            .map(|(_, seen)| seen)
+    }
+
+    /// Counts the media messages (video, audio) received during `duration`; stops early on close.
+    pub fn count_media(&mut self, duration: Duration) -> (u64, u64, bool) {
+        let deadline = Instant::now() + duration;
+        let (mut v, mut a) = (0, 0);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (v, a, false);
+            }
+            match self.next_event(left) {
+                Some(Event::Video { .. }) => v += 1,
+                Some(Event::Audio { .. }) => a += 1,
+                Some(Event::Closed) => return (v, a, true),
+                Some(_) => {}
+                None => return (v, a, false),
+            }
+        }
+    }
+
+    /// True once the server has closed this connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Drains the socket (discarding events) until the server closes it; true if it did within
+    /// `timeout`.
+    pub fn wait_closed(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.closed {
+                return true;
+            }
+            let mut buf = vec![0u8; 65536];
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => self.closed = true,
+            }
+        }
+        self.closed
+    }
+}
+
+/// Waits until the server has a live stream `name` on `app`: a probing RTMP player receives a
+/// video message. Panics with what it saw after `timeout`.
+pub fn wait_live(port: u16, app: &str, name: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match RtmpClient::player(port, app, name) {
+            Ok(mut c) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match c.wait_for(left, |e| matches!(e, Event::Video { .. })) {
+                    Ok(_) => return,
+                    Err(seen) => last = format!("probe player saw {seen:?}"),
+                }
+            }
+            Err(e) => last = e,
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    panic!("stream {app}/{name} not live within {timeout:?}: {last}");
+}
+
+/// Reads from a raw socket until the peer closes it (read returns 0 or an error). Returns
+/// Some(bytes read before the close) or None when it was still open after `timeout`.
+pub fn wait_socket_closed(stream: &mut TcpStream, timeout: Duration) -> Option<usize> {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .ok();
+    let deadline = Instant::now() + timeout;
+    let mut total = 0;
+    let mut buf = [0u8; 16384];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(total),
+            Ok(n) => total += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return Some(total),
+        }
+    }
+    None
+}
+
+/// Half-closes our side of a socket (we will send nothing more).
+pub fn shutdown_write(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Asserts a condition about a path on disk exists (helper for config files).
+pub fn write_file(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
