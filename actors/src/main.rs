@@ -1,1 +1,180 @@
-fn main() {}
+//! `mediarouter`: the media server binary. Loads settings, starts the registry, the RTMP
+//! listener with its worker threads, the REST API and the web server, and runs until SIGINT or
+//! SIGTERM.
+
+mod http;
+mod messages;
+mod registry;
+mod rtmp;
+mod stream;
+
+use actix::prelude::*;
+use actix_web::{App, HttpServer};
+use mediarouter_core::settings::Settings;
+use registry::Registry;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing::{error, info};
+
+const USAGE: &str = "usage: mediarouter [--config FILE]
+
+Runs the media server. Settings come from the embedded defaults (settings/default.toml),
+then FILE if given, then MEDIAROUTER__SECTION__KEY environment variables.";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let mut config_file: Option<PathBuf> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => match args.next() {
+                Some(path) => config_file = Some(PathBuf::from(path)),
+                None => return usage_error("--config needs a file"),
+            },
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            "--version" | "-V" => {
+                println!("mediarouter {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            other => return usage_error(&format!("unknown argument '{other}'")),
+        }
+    }
+    let settings = match Settings::load(config_file.as_deref(), std::env::vars()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("mediarouter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings.log.filter);
+    let system = System::new();
+    match system.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("mediarouter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("mediarouter: {message}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn socket_addr(address: &str, port: u16) -> SocketAddr {
+    // Settings validated the address already.
+    let ip: IpAddr = address.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    SocketAddr::new(ip, port)
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let registry = Registry::new(Arc::new(settings.stream.clone())).start();
+
+    let workers = match settings.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let arbiters: Vec<Arbiter> = (0..workers).map(|_| Arbiter::new()).collect();
+    let handles = arbiters.iter().map(Arbiter::handle).collect();
+
+    if settings.rtmp.enabled {
+        let address = socket_addr(&settings.rtmp.address, settings.rtmp.port);
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("cannot listen for RTMP on {address} (rtmp.port): {e}"))?;
+        let conn_settings = Arc::new(rtmp::ConnectionSettings {
+            rtmp: settings.rtmp.clone(),
+            stream: settings.stream.clone(),
+        });
+        actix_rt::spawn(rtmp::serve(
+            listener,
+            registry.clone(),
+            conn_settings,
+            handles,
+        ));
+    }
+
+    let mut servers = Vec::new();
+    if settings.rest.enabled {
+        let address = socket_addr(&settings.rest.address, settings.rest.port);
+        let state = Arc::new(http::rest::RestState {
+            registry: registry.clone(),
+            default_app: settings.rtmp.default_app.clone(),
+        });
+        let server = HttpServer::new(move || {
+            let state = Arc::clone(&state);
+            App::new().configure(move |cfg| http::rest::configure(cfg, state))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(address)
+        .map_err(|e| format!("cannot listen for REST on {address} (rest.port): {e}"))?
+        .run();
+        info!(%address, "REST API listening under /rest-api");
+        servers.push(server);
+    }
+    if settings.http.enabled {
+        let address = socket_addr(&settings.http.address, settings.http.port);
+        let web_root = PathBuf::from(&settings.http.web_root);
+        let server = HttpServer::new(move || {
+            let web_root = web_root.clone();
+            App::new().configure(move |cfg| http::web::configure(cfg, web_root))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(address)
+        .map_err(|e| format!("cannot listen for HTTP on {address} (http.port): {e}"))?
+        .run();
+        info!(%address, "web pages listening");
+        servers.push(server);
+    }
+
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        workers, "mediarouter ready"
+    );
+    let handles: Vec<_> = servers.iter().map(|s| s.handle()).collect();
+    for server in servers {
+        actix_rt::spawn(server);
+    }
+    wait_for_signal().await;
+    info!("shutting down");
+    for handle in handles {
+        handle.stop(true).await;
+    }
+    for arbiter in arbiters {
+        arbiter.stop();
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

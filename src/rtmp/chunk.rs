@@ -288,6 +288,16 @@ fn u24(b: &[u8]) -> u32 {
     (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2])
 }
 
+/// Where and when one outgoing message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageHeader {
+    pub csid: u32,
+    /// Milliseconds on the receiver's timeline.
+    pub timestamp: u32,
+    pub type_id: u8,
+    pub stream_id: u32,
+}
+
 /// Splits outgoing messages into chunks. Copy it freely: it holds only the chunk size.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkEncoder {
@@ -316,13 +326,16 @@ impl ChunkEncoder {
     pub fn encode(
         &self,
         out: &mut OutQueue,
-        csid: u32,
-        timestamp: u32,
-        type_id: u8,
-        stream_id: u32,
+        header: MessageHeader,
         prefix: &[u8],
         payload: &Bytes,
     ) {
+        let MessageHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+        } = header;
         let total = prefix.len() + payload.len();
         let extended = timestamp >= EXTENDED_TIMESTAMP;
         let mut head = BytesMut::with_capacity(16 + prefix.len());
@@ -345,15 +358,7 @@ impl ChunkEncoder {
             let mut whole = BytesMut::with_capacity(total);
             whole.put_slice(prefix);
             whole.put_slice(payload);
-            return self.encode(
-                out,
-                csid,
-                timestamp,
-                type_id,
-                stream_id,
-                &[],
-                &whole.freeze(),
-            );
+            return self.encode(out, header, &[], &whole.freeze());
         }
         out.push(head.freeze());
         out.push(payload.slice(..first_payload));
@@ -412,6 +417,15 @@ mod tests {
     use rml_rtmp::messages::MessagePayload;
     use rml_rtmp::time::RtmpTimestamp;
 
+    fn header(csid: u32, timestamp: u32, type_id: u8) -> MessageHeader {
+        MessageHeader {
+            csid,
+            timestamp,
+            type_id,
+            stream_id: 1,
+        }
+    }
+
     fn payload(len: usize) -> Bytes {
         Bytes::from((0..len).map(|i| i as u8).collect::<Vec<_>>())
     }
@@ -421,7 +435,12 @@ mod tests {
         let enc = ChunkEncoder::new(128);
         let mut out = OutQueue::new();
         let data = payload(300);
-        enc.encode(&mut out, 6, 0x0100_0000, 9, 1, &[0x17, 1, 0, 0, 0], &data);
+        enc.encode(
+            &mut out,
+            header(6, 0x0100_0000, 9),
+            &[0x17, 1, 0, 0, 0],
+            &data,
+        );
         let mut de = ChunkDeserializer::new();
         let msg = de
             .get_next_message(&out.to_vec())
@@ -465,8 +484,8 @@ mod tests {
         let enc = ChunkEncoder::new(128);
         let mut a = OutQueue::new();
         let mut b = OutQueue::new();
-        enc.encode(&mut a, 4, 1, 8, 1, &[], &payload(200));
-        enc.encode(&mut b, 6, 2, 9, 1, &[], &payload(150));
+        enc.encode(&mut a, header(4, 1, 8), &[], &payload(200));
+        enc.encode(&mut b, header(6, 2, 9), &[], &payload(150));
         let (a, b) = (a.to_vec(), b.to_vec());
         // First chunk of A, all of B, rest of A.
         let first_a = 12 + 128;

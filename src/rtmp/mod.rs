@@ -9,7 +9,7 @@ pub mod chunk;
 pub mod out;
 pub mod session;
 
-pub use chunk::{ChunkDecoder, ChunkEncoder, ChunkError, RawMessage};
+pub use chunk::{ChunkDecoder, ChunkEncoder, ChunkError, MessageHeader, RawMessage};
 pub use out::OutQueue;
 pub use session::{ServerSession, SessionError, SessionEvent};
 

@@ -6,7 +6,7 @@
 //! with `accept_*`/`reject_*` and [`status`]. Nothing here panics on peer input: every malformed
 //! message is either ignored (when harmless) or a [`SessionError`] that closes the connection.
 
-use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, RawMessage};
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, MessageHeader, RawMessage};
 use super::out::OutQueue;
 use super::{csid, message_type};
 use crate::codec::amf;
@@ -577,15 +577,13 @@ pub fn send_message(
     let payload = message
         .into_message_payload(RtmpTimestamp::new(timestamp), stream_id)
         .map_err(|e| SessionError::Protocol(format!("cannot serialise reply: {e:?}")))?;
-    encoder.encode(
-        out,
+    let header = MessageHeader {
         csid,
         timestamp,
-        payload.type_id,
+        type_id: payload.type_id,
         stream_id,
-        &[],
-        &payload.data,
-    );
+    };
+    encoder.encode(out, header, &[], &payload.data);
     Ok(())
 }
 

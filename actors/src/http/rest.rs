@@ -1,0 +1,128 @@
+//! REST API under `/rest-api`, JSON in and out. Handlers only ask the registry and streams.
+//!
+//! Invariants: every answer is JSON; a malformed body is a 400 with `{"error": ...}`, an unknown
+//! stream or path a 404 with the same shape; nothing a client sends can panic a handler.
+
+use crate::messages::*;
+use crate::registry::Registry;
+use actix::prelude::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use mediarouter_core::media::StreamName;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub struct RestState {
+    pub registry: Addr<Registry>,
+    pub default_app: String,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
+    cfg.app_data(web::Data::from(state))
+        .service(
+            web::scope("/rest-api")
+                .route("/stream/find_all", web::post().to(find_all))
+                .route("/stream/find", web::post().to(find))
+                .route("/stream/terminate", web::post().to(terminate)),
+        )
+        .default_service(web::to(not_found));
+}
+
+pub fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": message.into() }))
+}
+
+async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {} {}", req.method(), req.path()),
+    )
+}
+
+#[derive(Deserialize)]
+struct StreamRequest {
+    name: String,
+    app: Option<String>,
+}
+
+/// Parses `{"name": ..., "app"?: ...}` into a stream name, or says why it is a bad request.
+fn stream_name(body: &[u8], default_app: &str) -> Result<StreamName, String> {
+    let request: StreamRequest =
+        serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))?;
+    if request.name.is_empty() {
+        return Err("'name' must not be empty".into());
+    }
+    let app = request.app.unwrap_or_else(|| default_app.to_string());
+    Ok(StreamName::new(app, request.name))
+}
+
+fn unavailable() -> HttpResponse {
+    error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
+}
+
+async fn find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {e}"),
+            );
+        }
+    }
+    let Ok(streams) = state.registry.send(ListStreams).await else {
+        return unavailable();
+    };
+    let mut infos = Vec::with_capacity(streams.len());
+    for stream in streams {
+        // A stream that stopped between the listing and now is simply not listed.
+        if let Ok(info) = stream.send(GetStreamInfo).await {
+            infos.push(info);
+        }
+    }
+    if infos.is_empty() {
+        return error(StatusCode::NOT_FOUND, "no streams");
+    }
+    HttpResponse::Ok().json(infos)
+}
+
+async fn lookup(
+    state: &RestState,
+    body: &[u8],
+) -> Result<(StreamName, Addr<crate::stream::Stream>), Box<HttpResponse>> {
+    let name = stream_name(body, &state.default_app)
+        .map_err(|reason| Box::new(error(StatusCode::BAD_REQUEST, reason)))?;
+    match state.registry.send(FindStream { name: name.clone() }).await {
+        Ok(Some(stream)) => Ok((name, stream)),
+        Ok(None) => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("stream {name} not found"),
+        ))),
+        Err(_) => Err(Box::new(unavailable())),
+    }
+}
+
+async fn find(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    let (name, stream) = match lookup(&state, &body).await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    match stream.send(GetStreamInfo).await {
+        Ok(info) => HttpResponse::Ok().json(info),
+        Err(_) => error(StatusCode::NOT_FOUND, format!("stream {name} not found")),
+    }
+}
+
+async fn terminate(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    let (name, stream) = match lookup(&state, &body).await {
+        Ok(found) => found,
+        Err(response) => return *response,
+    };
+    let request = TerminateStream {
+        reason: "terminated through the REST API".into(),
+    };
+    match stream.send(request).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "terminated": name.to_string() })),
+        Err(_) => error(StatusCode::NOT_FOUND, format!("stream {name} not found")),
+    }
+}

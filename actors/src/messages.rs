@@ -1,0 +1,210 @@
+//! Every message between actors, in one place. Each says who sends it and what it returns.
+//!
+//! Frames never travel as actor messages: publishers push them into the stream's
+//! [`MediaHub`](crate::stream::MediaHub) and players read them from its bounded fan-out.
+
+use crate::stream::{MediaHub, Stream};
+use actix::prelude::*;
+use mediarouter_core::media::{MediaPacket, QueryParams, StreamName};
+use serde::Serialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Identity of one connection (publisher or player) for the lifetime of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl PeerId {
+    pub fn next() -> PeerId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        PeerId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Protocol of a publisher or player, as shown in REST answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Rtmp,
+}
+
+/// Why a stream refused a publisher or player.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("stream {0} is already publishing")]
+    AlreadyPublishing(StreamName),
+    /// The stream is shutting down; ask the registry again.
+    #[error("stream is closing")]
+    Retired,
+}
+
+// ---- Registry ----
+
+/// Connections → Registry: the stream of this name, created if missing. Returns its address.
+#[derive(Message)]
+#[rtype(result = "Addr<Stream>")]
+pub struct FindOrCreateStream {
+    pub name: StreamName,
+}
+
+/// REST → Registry: the stream of this name if it exists.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<Stream>>")]
+pub struct FindStream {
+    pub name: StreamName,
+}
+
+/// REST → Registry: every stream, sorted by name.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<Stream>>")]
+pub struct ListStreams;
+
+/// Stream → Registry: nobody publishes or plays; remove me if I am still the registered
+/// instance. Returns true when removed (the stream then stops).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct StreamIdle {
+    pub name: StreamName,
+    pub instance: u64,
+}
+
+// ---- Stream ----
+
+/// Publisher connection → Stream: start publishing. Returns the hub to push media into and
+/// the token that identifies this publisher to it.
+#[derive(Message)]
+#[rtype(result = "Result<PublishGrant, StreamError>")]
+pub struct Publish {
+    pub peer: PeerId,
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+    pub query: QueryParams,
+    pub control: Recipient<PublisherCommand>,
+}
+
+pub struct PublishGrant {
+    pub hub: Arc<MediaHub>,
+    pub token: u64,
+}
+
+/// Publisher connection → Stream: the publisher left (unpublish, disconnect).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unpublish {
+    pub peer: PeerId,
+}
+
+/// Player connection → Stream: attach a player. Returns the snapshot (metadata, configs, GOP)
+/// and the fan-out receiver, taken together so no packet falls between them.
+#[derive(Message)]
+#[rtype(result = "Result<Subscription, StreamError>")]
+pub struct Subscribe {
+    pub peer: PeerId,
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+    pub control: Recipient<PlayerCommand>,
+}
+
+pub struct Subscription {
+    pub snapshot: Vec<MediaPacket>,
+    pub receiver: broadcast::Receiver<MediaPacket>,
+    /// Counter of bytes sent to players, shared by all players of the stream.
+    pub bytes_out: Arc<AtomicU64>,
+    pub publishing: bool,
+}
+
+/// Player connection → Stream: the player left.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe {
+    pub peer: PeerId,
+}
+
+/// REST → Stream: a description of the stream.
+#[derive(Message)]
+#[rtype(result = "StreamInfo")]
+pub struct GetStreamInfo;
+
+/// REST → Stream: cut the publisher, tell the players, end the stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TerminateStream {
+    pub reason: String,
+}
+
+// ---- Commands from a stream to its connections ----
+
+/// Stream → publisher connection.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum PublisherCommand {
+    /// Stop publishing and close the connection.
+    Stop { reason: String },
+}
+
+/// Stream → player connection.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum PlayerCommand {
+    /// End playback with this status code (e.g. `NetStream.Play.StreamNotFound`).
+    Stop { code: String, description: String },
+}
+
+// ---- REST view ----
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamInfo {
+    pub name: String,
+    pub app: String,
+    pub status: &'static str,
+    pub publisher: Option<PublisherInfo>,
+    pub video: Option<TrackView>,
+    pub audio: Option<TrackView>,
+    pub bitrate_in_kbps: u64,
+    pub bitrate_out_kbps: u64,
+    pub players: PlayerCounts,
+    pub started_at: String,
+    pub frames_in: u64,
+    pub gop_cache_frames: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PublisherInfo {
+    pub protocol: Protocol,
+    pub address: String,
+    pub query: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackView {
+    pub codec: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u8>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlayerCounts {
+    pub rtmp: usize,
+    pub webrtc: usize,
+    pub websocket: usize,
+    pub total: usize,
+}

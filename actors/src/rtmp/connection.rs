@@ -1,0 +1,604 @@
+//! RTMP connection actor: one per TCP connection. Reads the socket into the sans-IO
+//! [`ServerSession`], asks the registry and streams for decisions, pushes a publisher's media
+//! into its stream's hub, and hands a player's subscription to the connection's [`Writer`].
+//!
+//! Invariants: events are handled strictly in arrival order, also across an asynchronous
+//! publish/play decision (later events wait in a bounded queue); a stopping connection always
+//! detaches from its streams; peer input never panics, it closes this connection at worst.
+
+use super::writer::{PlayStart, Writer, WriterCommand, WriterLimits};
+use crate::messages::*;
+use crate::registry::{with_stream, Registry};
+use crate::stream::{MediaHub, Stream};
+use actix::prelude::*;
+use bytes::BytesMut;
+use mediarouter_core::codec::flv::{self, Tag};
+use mediarouter_core::media::{QueryParams, StreamName};
+use mediarouter_core::rtmp::session::status;
+use mediarouter_core::rtmp::{OutQueue, ServerSession, SessionEvent};
+use mediarouter_core::settings::{RtmpSettings, StreamSettings};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{BytesCodec, FramedRead};
+use tracing::{debug, info, warn};
+
+/// Events allowed to wait behind a pending decision before the peer is considered abusive.
+const MAX_PENDING_EVENTS: usize = 4096;
+const WRITER_QUEUE: usize = 256;
+
+pub struct ConnectionSettings {
+    pub rtmp: RtmpSettings,
+    pub stream: StreamSettings,
+}
+
+struct Publishing {
+    stream_id: u32,
+    name: StreamName,
+    stream: Addr<Stream>,
+    hub: Arc<MediaHub>,
+    token: u64,
+    bad_tags: u64,
+}
+
+struct Playing {
+    stream_id: u32,
+    name: StreamName,
+    stream: Addr<Stream>,
+}
+
+pub struct RtmpConnection {
+    peer: PeerId,
+    address: SocketAddr,
+    registry: Addr<Registry>,
+    settings: Arc<ConnectionSettings>,
+    session: ServerSession,
+    writer: mpsc::Sender<WriterCommand>,
+    app: Option<String>,
+    connect_query: QueryParams,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    pending: VecDeque<SessionEvent>,
+    deciding: bool,
+    last_input: Instant,
+    closing: bool,
+}
+
+/// The writer ended (socket error, slow player, peer gone) with this reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WriterEnded(String);
+
+impl RtmpConnection {
+    pub fn start_with(
+        socket: TcpStream,
+        address: SocketAddr,
+        peer: PeerId,
+        registry: Addr<Registry>,
+        settings: Arc<ConnectionSettings>,
+    ) -> Addr<Self> {
+        let (read, write) = socket.into_split();
+        RtmpConnection::create(move |ctx| {
+            ctx.add_stream(FramedRead::with_capacity(
+                read,
+                BytesCodec::new(),
+                64 * 1024,
+            ));
+            let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+            let limits = WriterLimits {
+                max_queued_bytes: settings.stream.player_max_queued_bytes,
+                max_lag_ms: settings.stream.player_max_lag_ms,
+            };
+            let me = ctx.address();
+            actix_rt::spawn(async move {
+                let reason = Writer::new(write, rx, limits, address).run().await;
+                me.do_send(WriterEnded(reason));
+            });
+            RtmpConnection {
+                peer,
+                address,
+                registry,
+                session: ServerSession::new(
+                    settings.rtmp.chunk_size,
+                    settings.rtmp.max_message_bytes,
+                ),
+                settings,
+                writer: tx,
+                app: None,
+                connect_query: QueryParams::default(),
+                publishing: None,
+                playing: None,
+                pending: VecDeque::new(),
+                deciding: false,
+                last_input: Instant::now(),
+                closing: false,
+            }
+        })
+    }
+
+    fn close(&mut self, ctx: &mut Context<Self>, reason: &str) {
+        if !self.closing {
+            self.closing = true;
+            info!(peer = %self.address, id = %self.peer, reason, "RTMP connection closed");
+            ctx.stop();
+        }
+    }
+
+    fn send(&mut self, out: OutQueue, ctx: &mut Context<Self>) {
+        if out.is_empty() {
+            return;
+        }
+        self.command(WriterCommand::Send(out), ctx);
+    }
+
+    fn command(&mut self, command: WriterCommand, ctx: &mut Context<Self>) {
+        if self.writer.try_send(command).is_err() {
+            self.close(ctx, "writer queue full or closed");
+        }
+    }
+
+    fn on_input(&mut self, data: &[u8], ctx: &mut Context<Self>) {
+        self.last_input = Instant::now();
+        let mut out = OutQueue::new();
+        let result = self.session.handle_input(data, &mut out);
+        self.send(out, ctx);
+        match result {
+            Ok(events) => {
+                self.pending.extend(events);
+                if self.pending.len() > MAX_PENDING_EVENTS {
+                    self.close(ctx, "too many messages while a decision is pending");
+                    return;
+                }
+                self.run_pending(ctx);
+            }
+            Err(e) => {
+                warn!(peer = %self.address, id = %self.peer, "RTMP protocol error: {e}");
+                self.close(ctx, "protocol error");
+            }
+        }
+    }
+
+    fn run_pending(&mut self, ctx: &mut Context<Self>) {
+        while !self.deciding && !self.closing {
+            let Some(event) = self.pending.pop_front() else {
+                return;
+            };
+            self.on_event(event, ctx);
+        }
+    }
+
+    fn on_event(&mut self, event: SessionEvent, ctx: &mut Context<Self>) {
+        match event {
+            SessionEvent::ConnectRequested {
+                app,
+                query,
+                tc_url,
+                transaction_id,
+            } => {
+                let app = if app.is_empty() {
+                    self.settings.rtmp.default_app.clone()
+                } else {
+                    app
+                };
+                info!(peer = %self.address, id = %self.peer, app = %app, tc_url = tc_url.as_deref().unwrap_or(""), "RTMP connect");
+                let mut out = OutQueue::new();
+                match self.session.accept_connect(&mut out, transaction_id) {
+                    Ok(()) => {
+                        self.app = Some(app);
+                        self.connect_query = query;
+                        self.send(out, ctx);
+                    }
+                    Err(e) => {
+                        warn!(peer = %self.address, "cannot answer connect: {e}");
+                        self.close(ctx, "connect failed");
+                    }
+                }
+            }
+            SessionEvent::PublishRequested {
+                stream_id,
+                name,
+                query,
+                ..
+            } => self.request_publish(stream_id, name, query, ctx),
+            SessionEvent::PlayRequested {
+                stream_id, name, ..
+            } => self.request_play(stream_id, name, ctx),
+            SessionEvent::StreamClosed { stream_id } => {
+                if self
+                    .publishing
+                    .as_ref()
+                    .is_some_and(|p| p.stream_id == stream_id)
+                {
+                    self.stop_publishing("deleteStream");
+                }
+                if self
+                    .playing
+                    .as_ref()
+                    .is_some_and(|p| p.stream_id == stream_id)
+                {
+                    self.stop_playing(OutQueue::new(), ctx);
+                }
+            }
+            SessionEvent::Unpublish { name } => {
+                if self
+                    .publishing
+                    .as_ref()
+                    .is_some_and(|p| p.name.name == name)
+                {
+                    self.stop_publishing("FCUnpublish");
+                }
+            }
+            SessionEvent::Video {
+                stream_id,
+                timestamp,
+                body,
+            } => self.ingest(stream_id, timestamp, body, true),
+            SessionEvent::Audio {
+                stream_id,
+                timestamp,
+                body,
+            } => self.ingest(stream_id, timestamp, body, false),
+            SessionEvent::Metadata {
+                stream_id,
+                metadata,
+            } => {
+                if let Some(p) = self
+                    .publishing
+                    .as_ref()
+                    .filter(|p| p.stream_id == stream_id)
+                {
+                    debug!(stream = %p.name, peer = %self.address, "metadata updated");
+                    p.hub.push_metadata(p.token, metadata);
+                }
+            }
+            // Pause and seek concern recorded streams, not live ones.
+            SessionEvent::Pause { .. } | SessionEvent::Seek { .. } => {}
+        }
+    }
+
+    fn stream_name(&self, name: &str) -> Option<StreamName> {
+        let app = self.app.clone()?;
+        Some(StreamName::new(app, name))
+    }
+
+    fn refuse(&mut self, stream_id: u32, code: &str, description: &str, ctx: &mut Context<Self>) {
+        let mut out = OutQueue::new();
+        if status(
+            &self.session.encoder(),
+            &mut out,
+            stream_id,
+            "error",
+            code,
+            description,
+        )
+        .is_ok()
+        {
+            self.send(out, ctx);
+        }
+    }
+
+    fn request_publish(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        query: QueryParams,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(stream_name) = self.stream_name(&name).filter(|_| !name.is_empty()) else {
+            self.refuse(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "A stream name is required.",
+                ctx,
+            );
+            return;
+        };
+        if self.publishing.is_some() {
+            self.refuse(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "This connection already publishes.",
+                ctx,
+            );
+            return;
+        }
+        let mut all_query = self.connect_query.clone();
+        all_query.extend(query);
+        self.deciding = true;
+        let registry = self.registry.clone();
+        let request = Publish {
+            peer: self.peer,
+            protocol: Protocol::Rtmp,
+            address: self.address,
+            query: all_query,
+            control: ctx.address().recipient(),
+        };
+        let key = stream_name.clone();
+        let fut = async move {
+            let mut request = Some(request);
+            let mut found = None;
+            let result = with_stream(&registry, &key, |stream| {
+                found = Some(stream.clone());
+                let req = request.take();
+                async move {
+                    match req {
+                        Some(r) => stream.send(r).await,
+                        None => Ok(Err(StreamError::Retired)),
+                    }
+                }
+            })
+            .await;
+            (result, found)
+        };
+        fut.into_actor(self)
+            .map(move |(result, stream), conn, ctx| {
+                conn.deciding = false;
+                match (result, stream) {
+                    (Ok(grant), Some(stream)) => {
+                        let mut out = OutQueue::new();
+                        let _ = conn.session.accept_publish(&mut out, stream_id, &stream_name.name);
+                        conn.send(out, ctx);
+                        info!(stream = %stream_name, peer = %conn.address, "RTMP publish started");
+                        conn.publishing = Some(Publishing {
+                            stream_id,
+                            name: stream_name,
+                            stream,
+                            hub: grant.hub,
+                            token: grant.token,
+                            bad_tags: 0,
+                        });
+                    }
+                    (Err(StreamError::AlreadyPublishing(_)), _) => {
+                        info!(stream = %stream_name, peer = %conn.address, "RTMP publish refused: already publishing");
+                        conn.refuse(
+                            stream_id,
+                            "NetStream.Publish.BadName",
+                            &format!("Stream {} is already publishing.", stream_name.name),
+                            ctx,
+                        );
+                    }
+                    _ => {
+                        conn.refuse(stream_id, "NetStream.Publish.Failed", "Server busy, try again.", ctx);
+                    }
+                }
+                conn.run_pending(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn request_play(&mut self, stream_id: u32, name: String, ctx: &mut Context<Self>) {
+        let Some(stream_name) = self.stream_name(&name).filter(|_| !name.is_empty()) else {
+            self.refuse(
+                stream_id,
+                "NetStream.Play.StreamNotFound",
+                "A stream name is required.",
+                ctx,
+            );
+            return;
+        };
+        if self.playing.is_some() {
+            self.refuse(
+                stream_id,
+                "NetStream.Play.Failed",
+                "This connection already plays a stream.",
+                ctx,
+            );
+            return;
+        }
+        self.deciding = true;
+        let registry = self.registry.clone();
+        let me = ctx.address();
+        let (peer, address) = (self.peer, self.address);
+        let key = stream_name.clone();
+        let fut = async move {
+            let mut found = None;
+            let result = with_stream(&registry, &key, |stream| {
+                found = Some(stream.clone());
+                let request = Subscribe {
+                    peer,
+                    protocol: Protocol::Rtmp,
+                    address,
+                    control: me.clone().recipient(),
+                };
+                async move { stream.send(request).await }
+            })
+            .await;
+            (result, found)
+        };
+        fut.into_actor(self)
+            .map(move |(result, stream), conn, ctx| {
+                conn.deciding = false;
+                match (result, stream) {
+                    (Ok(subscription), Some(stream)) => {
+                        let mut out = OutQueue::new();
+                        let _ = conn
+                            .session
+                            .accept_play(&mut out, stream_id, &stream_name.name);
+                        conn.send(out, ctx);
+                        info!(stream = %stream_name, peer = %conn.address,
+                            waiting = !subscription.publishing, "RTMP play started");
+                        conn.command(
+                            WriterCommand::Play(Box::new(PlayStart {
+                                stream_id,
+                                name: stream_name.clone(),
+                                encoder: conn.session.encoder(),
+                                snapshot: subscription.snapshot,
+                                receiver: subscription.receiver,
+                                bytes_out: subscription.bytes_out,
+                            })),
+                            ctx,
+                        );
+                        conn.playing = Some(Playing {
+                            stream_id,
+                            name: stream_name,
+                            stream,
+                        });
+                    }
+                    _ => conn.refuse(
+                        stream_id,
+                        "NetStream.Play.Failed",
+                        "Server busy, try again.",
+                        ctx,
+                    ),
+                }
+                conn.run_pending(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn ingest(&mut self, stream_id: u32, timestamp: u32, body: bytes::Bytes, video: bool) {
+        let Some(p) = self
+            .publishing
+            .as_mut()
+            .filter(|p| p.stream_id == stream_id)
+        else {
+            return;
+        };
+        let dts_us = i64::from(timestamp) * 1000;
+        let parsed = if video {
+            flv::parse_video(body, dts_us)
+        } else {
+            flv::parse_audio(body, dts_us)
+        };
+        match parsed {
+            Ok(Tag::Frame(frame)) => p.hub.push_frame(p.token, frame),
+            Ok(Tag::Config(config)) => {
+                info!(stream = %p.name, peer = %self.address, codec = %config.codec.name(),
+                    width = ?config.info.width, height = ?config.info.height,
+                    sample_rate = ?config.info.sample_rate, "codec configuration");
+                p.hub.push_config(p.token, config);
+            }
+            Ok(Tag::Skip) => {}
+            Err(e) => {
+                p.bad_tags += 1;
+                if p.bad_tags.is_power_of_two() {
+                    warn!(stream = %p.name, peer = %self.address, bad_tags = p.bad_tags, "malformed media tag skipped: {e}");
+                }
+            }
+        }
+    }
+
+    fn stop_publishing(&mut self, why: &str) {
+        if let Some(p) = self.publishing.take() {
+            info!(stream = %p.name, peer = %self.address, why, "RTMP publish ended");
+            p.stream.do_send(Unpublish { peer: self.peer });
+        }
+    }
+
+    fn stop_playing(&mut self, last_words: OutQueue, ctx: &mut Context<Self>) {
+        if let Some(p) = self.playing.take() {
+            debug!(stream = %p.name, peer = %self.address, "RTMP play ended");
+            p.stream.do_send(Unsubscribe { peer: self.peer });
+            self.command(WriterCommand::StopPlay { last_words }, ctx);
+        }
+    }
+}
+
+impl Actor for RtmpConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        debug!(peer = %self.address, id = %self.peer, "RTMP connection accepted");
+        let handshake = Duration::from_millis(self.settings.rtmp.handshake_timeout_ms);
+        ctx.run_later(handshake, |conn, ctx| {
+            if !conn.session.is_connected() {
+                conn.close(ctx, "no handshake and connect in time");
+            }
+        });
+        let idle = Duration::from_millis(self.settings.rtmp.idle_timeout_ms);
+        ctx.run_interval(Duration::from_secs(1).min(idle), move |conn, ctx| {
+            if conn.playing.is_none() && conn.last_input.elapsed() > idle {
+                conn.close(ctx, "idle timeout");
+            }
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.stop_publishing("connection closed");
+        if let Some(p) = self.playing.take() {
+            p.stream.do_send(Unsubscribe { peer: self.peer });
+        }
+        Running::Stop
+    }
+}
+
+impl StreamHandler<Result<BytesMut, std::io::Error>> for RtmpConnection {
+    fn handle(&mut self, item: Result<BytesMut, std::io::Error>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(data) => self.on_input(&data, ctx),
+            Err(e) => self.close(ctx, &format!("read failed: {e}")),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.close(ctx, "peer closed the connection");
+    }
+}
+
+impl Handler<WriterEnded> for RtmpConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: WriterEnded, ctx: &mut Context<Self>) {
+        self.close(ctx, &msg.0);
+    }
+}
+
+impl Handler<PublisherCommand> for RtmpConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublisherCommand, ctx: &mut Context<Self>) {
+        match msg {
+            PublisherCommand::Stop { reason } => {
+                if let Some(p) = self.publishing.take() {
+                    let mut out = OutQueue::new();
+                    let _ = status(
+                        &self.session.encoder(),
+                        &mut out,
+                        p.stream_id,
+                        "status",
+                        "NetStream.Unpublish.Success",
+                        &reason,
+                    );
+                    self.send(out, ctx);
+                    info!(stream = %p.name, peer = %self.address, reason = %reason, "publisher cut");
+                }
+                self.close(ctx, "publisher cut by the server");
+            }
+        }
+    }
+}
+
+impl Handler<PlayerCommand> for RtmpConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlayerCommand, ctx: &mut Context<Self>) {
+        match msg {
+            PlayerCommand::Stop { code, description } => {
+                let Some(p) = self.playing.as_ref() else {
+                    return;
+                };
+                info!(stream = %p.name, peer = %self.address, code = %code, "player stopped by the stream");
+                let level = if code.ends_with("StreamNotFound") {
+                    "error"
+                } else {
+                    "status"
+                };
+                let mut last_words = OutQueue::new();
+                let _ = status(
+                    &self.session.encoder(),
+                    &mut last_words,
+                    p.stream_id,
+                    level,
+                    &code,
+                    &description,
+                );
+                // The stream already forgot this player: just stop the media.
+                self.playing = None;
+                self.command(WriterCommand::StopPlay { last_words }, ctx);
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The write side of one RTMP connection: control replies from the connection actor and, while
+//! playing, the stream's packets converted to RTMP chunks, written with vectored IO.
+//!
+//! Invariants: payloads are never copied (chunks slice the shared frame); everything pending
+//! since the last wake-up goes out in one `writev`; the queue is bounded by
+//! `player_max_queued_bytes`: beyond it frames are skipped until the next video keyframe, and a
+//! player that stays behind longer than `player_max_lag_ms` is disconnected.
+
+use futures_util::Stream as _;
+use mediarouter_core::codec::flv;
+use mediarouter_core::media::{
+    LagAction, LagTracker, MediaPacket, StreamName, Timeline, TrackKind,
+};
+use mediarouter_core::rtmp::session::status;
+use mediarouter_core::rtmp::{csid, message_type, ChunkEncoder, MessageHeader, OutQueue};
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tracing::{info, warn};
+
+/// Slices per `writev` (well under IOV_MAX).
+const MAX_IOV: usize = 256;
+/// Packets handled per wake-up before yielding to other connections on this thread.
+const BUDGET: usize = 512;
+
+/// What the connection actor asks of its writer.
+pub enum WriterCommand {
+    /// Write these bytes (replies, statuses) in order with everything else.
+    Send(OutQueue),
+    /// Start sending a stream's media on message stream `stream_id`.
+    Play(Box<PlayStart>),
+    /// Stop sending media, after queuing `last_words` (a status).
+    StopPlay { last_words: OutQueue },
+}
+
+pub struct PlayStart {
+    pub stream_id: u32,
+    pub name: StreamName,
+    pub encoder: ChunkEncoder,
+    pub snapshot: Vec<MediaPacket>,
+    pub receiver: broadcast::Receiver<MediaPacket>,
+    pub bytes_out: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Copy)]
+pub struct WriterLimits {
+    pub max_queued_bytes: usize,
+    pub max_lag_ms: u64,
+}
+
+struct Player {
+    stream_id: u32,
+    name: StreamName,
+    encoder: ChunkEncoder,
+    media: BroadcastStream<MediaPacket>,
+    timeline: Timeline,
+    lag: LagTracker,
+    waiting_for_keyframe: bool,
+    has_video: bool,
+    bytes_out: Arc<AtomicU64>,
+}
+
+pub struct Writer {
+    socket: OwnedWriteHalf,
+    commands: mpsc::Receiver<WriterCommand>,
+    out: OutQueue,
+    player: Option<Player>,
+    limits: WriterLimits,
+    peer: SocketAddr,
+    started: Instant,
+    tick: tokio::time::Interval,
+    commands_closed: bool,
+}
+
+impl Writer {
+    pub fn new(
+        socket: OwnedWriteHalf,
+        commands: mpsc::Receiver<WriterCommand>,
+        limits: WriterLimits,
+        peer: SocketAddr,
+    ) -> Self {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Writer {
+            socket,
+            commands,
+            out: OutQueue::new(),
+            player: None,
+            limits,
+            peer,
+            started: Instant::now(),
+            tick,
+            commands_closed: false,
+        }
+    }
+
+    /// Runs until the socket fails, the player must be dropped, or the actor closes the channel
+    /// (then pending bytes are flushed, bounded by a timeout). Returns why it ended.
+    pub async fn run(mut self) -> String {
+        let reason = poll_fn(|cx| self.poll_run(cx)).await;
+        if self.commands_closed && !self.out.is_empty() {
+            let flush = poll_fn(|cx| self.poll_flush_all(cx));
+            let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+        }
+        reason
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<String> {
+        let mut budget = BUDGET;
+        loop {
+            let mut progressed = false;
+            while let Poll::Ready(command) = self.commands.poll_recv(cx) {
+                progressed = true;
+                match command {
+                    Some(command) => self.handle_command(command),
+                    None => {
+                        self.commands_closed = true;
+                        return Poll::Ready("connection closed".into());
+                    }
+                }
+            }
+            if let Some(player) = self.player.as_mut() {
+                while budget > 0 {
+                    let item = match Pin::new(&mut player.media).poll_next(cx) {
+                        Poll::Ready(item) => item,
+                        Poll::Pending => break,
+                    };
+                    budget -= 1;
+                    progressed = true;
+                    let now = self.started.elapsed().as_millis() as u64;
+                    let verdict = match item {
+                        Some(Ok(packet)) => {
+                            player.packet(&packet, &mut self.out, self.limits.max_queued_bytes, now)
+                        }
+                        Some(Err(BroadcastStreamRecvError::Lagged(n))) => {
+                            player.waiting_for_keyframe = true;
+                            player.lag.dropped(now, n)
+                        }
+                        None => {
+                            return Poll::Ready(format!("stream {} closed", player.name));
+                        }
+                    };
+                    if let Some(reason) = player.verdict(verdict, self.peer) {
+                        return Poll::Ready(reason);
+                    }
+                }
+            }
+            if !self.out.is_empty() {
+                match self.poll_write_some(cx) {
+                    Poll::Ready(Ok(())) => progressed = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(e),
+                    Poll::Pending => {}
+                }
+            }
+            if self.tick.poll_tick(cx).is_ready() {
+                let now = self.now_ms();
+                if let Some(player) = self.player.as_mut() {
+                    if self.out.len() > self.limits.max_queued_bytes {
+                        player.lag.stalled(now);
+                    }
+                    if let Some(action) = player.lag.check(now) {
+                        if let Some(reason) = player.verdict(action, self.peer) {
+                            return Poll::Ready(reason);
+                        }
+                    }
+                }
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+            if budget == 0 {
+                // Plenty left: let the other connections of this thread run first.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: WriterCommand) {
+        match command {
+            WriterCommand::Send(mut bytes) => self.out.append(&mut bytes),
+            WriterCommand::Play(start) => {
+                let start = *start;
+                let mut player = Player {
+                    stream_id: start.stream_id,
+                    name: start.name,
+                    encoder: start.encoder,
+                    media: BroadcastStream::new(start.receiver),
+                    timeline: Timeline::new(),
+                    lag: LagTracker::new(self.limits.max_lag_ms),
+                    waiting_for_keyframe: true,
+                    has_video: false,
+                    bytes_out: start.bytes_out,
+                };
+                for packet in &start.snapshot {
+                    // The snapshot is bounded by the GOP cache: queue it whole.
+                    player.packet(packet, &mut self.out, usize::MAX, 0);
+                }
+                self.player = Some(player);
+            }
+            WriterCommand::StopPlay { mut last_words } => {
+                self.player = None;
+                self.out.append(&mut last_words);
+            }
+        }
+    }
+
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), String>> {
+        let slices: Vec<IoSlice<'_>> = self.out.io_slices(MAX_IOV);
+        match Pin::new(&mut self.socket).poll_write_vectored(cx, &slices) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Err("socket closed by peer".into())),
+            Poll::Ready(Ok(n)) => {
+                self.out.advance(n);
+                if let Some(player) = self.player.as_mut() {
+                    player.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    if self.out.is_empty() {
+                        player.lag.caught_up();
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(format!("write failed: {e}"))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.out.is_empty() {
+            match self.poll_write_some(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let _ = Pin::new(&mut self.socket).poll_shutdown(cx);
+        Poll::Ready(())
+    }
+}
+
+impl Player {
+    /// Converts one packet to chunks in `out`, or skips it when the player is behind.
+    fn packet(
+        &mut self,
+        packet: &MediaPacket,
+        out: &mut OutQueue,
+        max_queued: usize,
+        now: u64,
+    ) -> LagAction {
+        match packet {
+            MediaPacket::Frame(frame) => {
+                let is_video = frame.track() == TrackKind::Video;
+                self.has_video |= is_video;
+                if self.waiting_for_keyframe {
+                    if frame.is_video_keyframe() || (!self.has_video && !is_video) {
+                        self.waiting_for_keyframe = false;
+                    } else {
+                        return LagAction::Continue;
+                    }
+                }
+                if out.len() > max_queued {
+                    self.waiting_for_keyframe = true;
+                    return self.lag.dropped(now, 1);
+                }
+                let Some(header) = flv::frame_header(frame) else {
+                    return LagAction::Continue;
+                };
+                let timestamp = (self.timeline.map(frame.dts_us) / 1000) as u32;
+                let chunk_stream = if is_video { csid::VIDEO } else { csid::AUDIO };
+                self.encoder.encode(
+                    out,
+                    MessageHeader {
+                        csid: chunk_stream,
+                        timestamp,
+                        type_id: flv::message_type(frame.codec),
+                        stream_id: self.stream_id,
+                    },
+                    header.as_slice(),
+                    &frame.payload,
+                );
+            }
+            MediaPacket::Config(config) => {
+                self.has_video |= config.codec.track() == TrackKind::Video;
+                if let Some(header) = flv::config_header(config) {
+                    let timestamp = (self.timeline.last() / 1000) as u32;
+                    let chunk_stream = match config.codec.track() {
+                        TrackKind::Video => csid::VIDEO,
+                        TrackKind::Audio => csid::AUDIO,
+                    };
+                    self.encoder.encode(
+                        out,
+                        MessageHeader {
+                            csid: chunk_stream,
+                            timestamp,
+                            type_id: flv::message_type(config.codec),
+                            stream_id: self.stream_id,
+                        },
+                        header.as_slice(),
+                        &config.data,
+                    );
+                }
+            }
+            MediaPacket::Metadata(metadata) => {
+                let timestamp = (self.timeline.last() / 1000) as u32;
+                self.encoder.encode(
+                    out,
+                    MessageHeader {
+                        csid: csid::DATA,
+                        timestamp,
+                        type_id: message_type::DATA_AMF0,
+                        stream_id: self.stream_id,
+                    },
+                    &[],
+                    &metadata.amf0,
+                );
+            }
+            MediaPacket::Unpublished => {
+                self.waiting_for_keyframe = true;
+                self.status(
+                    out,
+                    "NetStream.Play.UnpublishNotify",
+                    "publisher gone; waiting for a republish",
+                );
+            }
+            MediaPacket::Published { .. } => {
+                self.timeline.new_epoch();
+                self.waiting_for_keyframe = true;
+                self.has_video = false;
+                self.status(out, "NetStream.Play.PublishNotify", "publisher is back");
+            }
+        }
+        LagAction::Continue
+    }
+
+    fn status(&self, out: &mut OutQueue, code: &str, description: &str) {
+        let description = format!("{}: {description}", self.name.name);
+        if let Err(e) = status(
+            &self.encoder,
+            out,
+            self.stream_id,
+            "status",
+            code,
+            &description,
+        ) {
+            warn!(stream = %self.name, "cannot encode {code}: {e}");
+        }
+    }
+
+    /// Applies a lag verdict: logs, or returns the reason to disconnect.
+    fn verdict(&mut self, action: LagAction, peer: SocketAddr) -> Option<String> {
+        match action {
+            LagAction::Continue => None,
+            LagAction::Log { dropped_since_log } => {
+                warn!(stream = %self.name, peer = %peer, dropped = dropped_since_log,
+                    dropped_total = self.lag.dropped_total(), "player behind: skipping to the next keyframe");
+                None
+            }
+            LagAction::Disconnect { behind_ms } => {
+                info!(stream = %self.name, peer = %peer, behind_ms,
+                    dropped_total = self.lag.dropped_total(), "disconnecting player that stays behind");
+                Some(format!("player too slow: behind for {behind_ms} ms"))
+            }
+        }
+    }
+}

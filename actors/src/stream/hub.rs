@@ -1,0 +1,147 @@
+//! The data plane of one stream: codec configs, metadata, GOP cache and the bounded fan-out.
+//!
+//! Invariants: the publisher pushes frames here directly (no mailbox); every push and every
+//! subscribe happen under one short lock, so a new player's snapshot and receiver meet exactly;
+//! only the publisher holding the current token can push; the fan-out ring is bounded and a
+//! player that falls behind sees `Lagged` instead of slowing anyone.
+
+use mediarouter_core::media::{Frame, GopCache, MediaPacket, Metadata, TrackConfig, TrackKind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+pub struct MediaHub {
+    state: Mutex<HubState>,
+    sender: broadcast::Sender<MediaPacket>,
+    pub bytes_in: AtomicU64,
+    pub frames_in: AtomicU64,
+    pub bytes_out: Arc<AtomicU64>,
+}
+
+struct HubState {
+    gop: GopCache,
+    video_config: Option<Arc<TrackConfig>>,
+    audio_config: Option<Arc<TrackConfig>>,
+    metadata: Option<Arc<Metadata>>,
+    /// Token of the publisher allowed to push; 0 when nobody publishes.
+    token: u64,
+    epoch: u32,
+}
+
+impl MediaHub {
+    pub fn new(gop_cache_max_bytes: usize, fanout_capacity: usize) -> Self {
+        let (sender, _) = broadcast::channel(fanout_capacity);
+        MediaHub {
+            state: Mutex::new(HubState {
+                gop: GopCache::new(gop_cache_max_bytes),
+                video_config: None,
+                audio_config: None,
+                metadata: None,
+                token: 0,
+                epoch: 0,
+            }),
+            sender,
+            bytes_in: AtomicU64::new(0),
+            frames_in: AtomicU64::new(0),
+            bytes_out: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // A panic while holding this lock would be a bug in this module; the state stays
+        // usable (it holds no invariant across the lock that a panic could break).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a publish epoch for `token`; players are told and rebase their timestamps.
+    pub fn begin_publish(&self, token: u64) {
+        let mut state = self.lock();
+        state.token = token;
+        state.epoch += 1;
+        state.gop.reset();
+        state.video_config = None;
+        state.audio_config = None;
+        state.metadata = None;
+        let epoch = state.epoch;
+        let _ = self.sender.send(MediaPacket::Published { epoch });
+    }
+
+    /// Ends the current publish epoch: later pushes with the old token are ignored.
+    pub fn end_publish(&self) {
+        let mut state = self.lock();
+        if state.token != 0 {
+            state.token = 0;
+            state.gop.reset();
+            let _ = self.sender.send(MediaPacket::Unpublished);
+        }
+    }
+
+    pub fn push_frame(&self, token: u64, frame: Frame) {
+        let frame = Arc::new(frame);
+        let mut state = self.lock();
+        if state.token != token {
+            return;
+        }
+        self.bytes_in
+            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+        self.frames_in.fetch_add(1, Ordering::Relaxed);
+        state.gop.push(&frame);
+        let _ = self.sender.send(MediaPacket::Frame(frame));
+    }
+
+    pub fn push_config(&self, token: u64, config: TrackConfig) {
+        let mut state = self.lock();
+        if state.token != token {
+            return;
+        }
+        let config = Arc::new(config);
+        let slot = match config.codec.track() {
+            TrackKind::Video => &mut state.video_config,
+            TrackKind::Audio => &mut state.audio_config,
+        };
+        if slot
+            .as_ref()
+            .is_some_and(|old| old.data == config.data && old.codec == config.codec)
+        {
+            // Encoders repeat sequence headers; only a change matters to players.
+            return;
+        }
+        let video_changed = config.codec.track() == TrackKind::Video && slot.is_some();
+        *slot = Some(Arc::clone(&config));
+        if video_changed {
+            // Cached frames were coded with the old parameters.
+            state.gop.clear();
+        }
+        let _ = self.sender.send(MediaPacket::Config(config));
+    }
+
+    pub fn push_metadata(&self, token: u64, metadata: Metadata) {
+        let mut state = self.lock();
+        if state.token != token {
+            return;
+        }
+        let metadata = Arc::new(metadata);
+        state.metadata = Some(Arc::clone(&metadata));
+        let _ = self.sender.send(MediaPacket::Metadata(metadata));
+    }
+
+    /// Snapshot (metadata, configs, GOP) and a receiver for everything after it.
+    pub fn subscribe(&self) -> (Vec<MediaPacket>, broadcast::Receiver<MediaPacket>) {
+        let state = self.lock();
+        let mut snapshot = Vec::with_capacity(state.gop.len() + 3);
+        snapshot.extend(state.metadata.clone().map(MediaPacket::Metadata));
+        snapshot.extend(state.video_config.clone().map(MediaPacket::Config));
+        snapshot.extend(state.audio_config.clone().map(MediaPacket::Config));
+        snapshot.extend(state.gop.snapshot());
+        (snapshot, self.sender.subscribe())
+    }
+
+    pub fn configs(&self) -> (Option<Arc<TrackConfig>>, Option<Arc<TrackConfig>>) {
+        let state = self.lock();
+        (state.video_config.clone(), state.audio_config.clone())
+    }
+
+    pub fn gop_len(&self) -> usize {
+        self.lock().gop.len()
+    }
+}

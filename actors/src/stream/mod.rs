@@ -1,0 +1,332 @@
+//! Stream actor: the control plane of one live stream. Knows its publisher and players, runs
+//! the play-wait and unpublish-grace timers, counts bitrates, answers REST, and retires itself
+//! through the registry when nobody is left. The media itself flows through [`MediaHub`].
+//!
+//! Invariants: at most one publisher; every attached player is either live or waiting with a
+//! timer; a stream with neither publisher nor players asks the registry to remove it.
+
+mod hub;
+
+pub use hub::MediaHub;
+
+use crate::messages::*;
+use crate::registry::Registry;
+use actix::prelude::*;
+use mediarouter_core::media::StreamName;
+use mediarouter_core::settings::StreamSettings;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tracing::{debug, info};
+
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+struct PublisherEntry {
+    peer: PeerId,
+    protocol: Protocol,
+    address: SocketAddr,
+    query: mediarouter_core::media::QueryParams,
+    control: Recipient<PublisherCommand>,
+}
+
+struct PlayerEntry {
+    protocol: Protocol,
+    address: SocketAddr,
+    control: Recipient<PlayerCommand>,
+}
+
+pub struct Stream {
+    name: StreamName,
+    instance: u64,
+    registry: Addr<Registry>,
+    settings: Arc<StreamSettings>,
+    hub: Arc<MediaHub>,
+    publisher: Option<PublisherEntry>,
+    /// Publish epochs so far; a grace timer only fires for the epoch that started it.
+    publish_count: u64,
+    players: HashMap<PeerId, PlayerEntry>,
+    started_at: SystemTime,
+    retiring: bool,
+    bitrate_in_kbps: u64,
+    bitrate_out_kbps: u64,
+    last_bytes: (u64, u64),
+}
+
+impl Stream {
+    pub fn new(
+        name: StreamName,
+        instance: u64,
+        registry: Addr<Registry>,
+        settings: Arc<StreamSettings>,
+    ) -> Self {
+        let hub = Arc::new(MediaHub::new(
+            settings.gop_cache_max_bytes,
+            settings.fanout_capacity,
+        ));
+        Stream {
+            name,
+            instance,
+            registry,
+            settings,
+            hub,
+            publisher: None,
+            publish_count: 0,
+            players: HashMap::new(),
+            started_at: SystemTime::now(),
+            retiring: false,
+            bitrate_in_kbps: 0,
+            bitrate_out_kbps: 0,
+            last_bytes: (0, 0),
+        }
+    }
+
+    fn stop_player(&mut self, peer: PeerId, code: &str, description: &str) {
+        if let Some(player) = self.players.remove(&peer) {
+            player.control.do_send(PlayerCommand::Stop {
+                code: code.into(),
+                description: description.into(),
+            });
+        }
+    }
+
+    /// Nobody left: ask the registry to remove this instance.
+    fn retire_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.retiring || self.publisher.is_some() || !self.players.is_empty() {
+            return;
+        }
+        self.retiring = true;
+        debug!(stream = %self.name, "stream idle, retiring");
+        self.registry
+            .send(StreamIdle {
+                name: self.name.clone(),
+                instance: self.instance,
+            })
+            .into_actor(self)
+            .map(|removed, _, ctx| {
+                // If the registry is gone the process is shutting down: stop as well.
+                if removed.unwrap_or(true) {
+                    ctx.stop();
+                }
+            })
+            .wait(ctx);
+    }
+
+    fn start_play_wait(&self, peer: PeerId, ctx: &mut Context<Self>) {
+        let wait = Duration::from_millis(self.settings.play_wait_timeout_ms);
+        ctx.run_later(wait, move |stream, ctx| {
+            if stream.publisher.is_none() && stream.players.contains_key(&peer) {
+                info!(stream = %stream.name, peer = %peer, "no publisher within the play wait time");
+                stream.stop_player(
+                    peer,
+                    "NetStream.Play.StreamNotFound",
+                    &format!("Stream {} not found.", stream.name.name),
+                );
+                stream.retire_if_idle(ctx);
+            }
+        });
+    }
+
+    fn update_stats(&mut self) {
+        let bytes_in = self.hub.bytes_in.load(Ordering::Relaxed);
+        let bytes_out = self.hub.bytes_out.load(Ordering::Relaxed);
+        let secs = STATS_INTERVAL.as_secs_f64();
+        self.bitrate_in_kbps =
+            ((bytes_in - self.last_bytes.0) as f64 * 8.0 / 1000.0 / secs).round() as u64;
+        self.bitrate_out_kbps =
+            ((bytes_out - self.last_bytes.1) as f64 * 8.0 / 1000.0 / secs).round() as u64;
+        self.last_bytes = (bytes_in, bytes_out);
+    }
+
+    fn info(&self) -> StreamInfo {
+        let (video, audio) = self.hub.configs();
+        let view = |c: Option<Arc<mediarouter_core::media::TrackConfig>>| {
+            c.map(|c| TrackView {
+                codec: c.codec.name(),
+                width: c.info.width,
+                height: c.info.height,
+                profile: c.info.profile.clone(),
+                level: c.info.level.clone(),
+                sample_rate: c.info.sample_rate,
+                channels: c.info.channels,
+            })
+        };
+        let mut players = PlayerCounts::default();
+        for p in self.players.values() {
+            match p.protocol {
+                Protocol::Rtmp => players.rtmp += 1,
+            }
+            players.total += 1;
+        }
+        StreamInfo {
+            name: self.name.name.clone(),
+            app: self.name.app.clone(),
+            status: match (&self.publisher, self.publish_count) {
+                (Some(_), _) => "PUBLISHING",
+                (None, 0) => "WAITING",
+                (None, _) => "UNPUBLISHED",
+            },
+            publisher: self.publisher.as_ref().map(|p| PublisherInfo {
+                protocol: p.protocol,
+                address: p.address.to_string(),
+                query: p.query.0.iter().cloned().collect(),
+            }),
+            video: view(video),
+            audio: view(audio),
+            bitrate_in_kbps: self.bitrate_in_kbps,
+            bitrate_out_kbps: self.bitrate_out_kbps,
+            players,
+            started_at: humantime::format_rfc3339_seconds(self.started_at).to_string(),
+            frames_in: self.hub.frames_in.load(Ordering::Relaxed),
+            gop_cache_frames: self.hub.gop_len(),
+        }
+    }
+}
+
+impl Actor for Stream {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        debug!(stream = %self.name, "stream created");
+        ctx.run_interval(STATS_INTERVAL, |stream, _| stream.update_stats());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        info!(stream = %self.name, "stream closed");
+    }
+}
+
+impl Handler<Publish> for Stream {
+    type Result = Result<PublishGrant, StreamError>;
+
+    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) -> Self::Result {
+        if self.retiring {
+            return Err(StreamError::Retired);
+        }
+        if let Some(current) = &self.publisher {
+            info!(stream = %self.name, peer = %msg.address, publisher = %current.address,
+                "publish refused: name already publishing");
+            return Err(StreamError::AlreadyPublishing(self.name.clone()));
+        }
+        self.publish_count += 1;
+        let token = msg.peer.0;
+        self.hub.begin_publish(token);
+        info!(stream = %self.name, peer = %msg.address, protocol = ?msg.protocol,
+            players = self.players.len(), "publishing");
+        self.publisher = Some(PublisherEntry {
+            peer: msg.peer,
+            protocol: msg.protocol,
+            address: msg.address,
+            query: msg.query,
+            control: msg.control,
+        });
+        Ok(PublishGrant {
+            hub: Arc::clone(&self.hub),
+            token,
+        })
+    }
+}
+
+impl Handler<Unpublish> for Stream {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unpublish, ctx: &mut Context<Self>) {
+        if self.publisher.as_ref().map(|p| p.peer) != Some(msg.peer) {
+            return;
+        }
+        let publisher = self.publisher.take();
+        self.hub.end_publish();
+        let address = publisher.map(|p| p.address.to_string()).unwrap_or_default();
+        info!(stream = %self.name, peer = %address, players = self.players.len(),
+            grace_ms = self.settings.unpublish_grace_ms, "unpublished");
+        let epoch = self.publish_count;
+        let grace = Duration::from_millis(self.settings.unpublish_grace_ms);
+        ctx.run_later(grace, move |stream, ctx| {
+            if stream.publisher.is_some() || stream.publish_count != epoch {
+                return;
+            }
+            let peers: Vec<PeerId> = stream.players.keys().copied().collect();
+            if !peers.is_empty() {
+                info!(stream = %stream.name, players = peers.len(), "no republish within the grace time");
+            }
+            for peer in peers {
+                stream.stop_player(peer, "NetStream.Play.Stop", "Stream ended: publisher gone.");
+            }
+            stream.retire_if_idle(ctx);
+        });
+    }
+}
+
+impl Handler<Subscribe> for Stream {
+    type Result = Result<Subscription, StreamError>;
+
+    fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        if self.retiring {
+            return Err(StreamError::Retired);
+        }
+        let (snapshot, receiver) = self.hub.subscribe();
+        let publishing = self.publisher.is_some();
+        info!(stream = %self.name, peer = %msg.address, protocol = ?msg.protocol,
+            publishing, snapshot = snapshot.len(), "player attached");
+        if !publishing {
+            self.start_play_wait(msg.peer, ctx);
+        }
+        self.players.insert(
+            msg.peer,
+            PlayerEntry {
+                protocol: msg.protocol,
+                address: msg.address,
+                control: msg.control,
+            },
+        );
+        Ok(Subscription {
+            snapshot,
+            receiver,
+            bytes_out: Arc::clone(&self.hub.bytes_out),
+            publishing,
+        })
+    }
+}
+
+impl Handler<Unsubscribe> for Stream {
+    type Result = ();
+
+    fn handle(&mut self, msg: Unsubscribe, ctx: &mut Context<Self>) {
+        if let Some(player) = self.players.remove(&msg.peer) {
+            info!(stream = %self.name, peer = %player.address, players = self.players.len(), "player detached");
+        }
+        self.retire_if_idle(ctx);
+    }
+}
+
+impl Handler<GetStreamInfo> for Stream {
+    type Result = MessageResult<GetStreamInfo>;
+
+    fn handle(&mut self, _: GetStreamInfo, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.info())
+    }
+}
+
+impl Handler<TerminateStream> for Stream {
+    type Result = ();
+
+    fn handle(&mut self, msg: TerminateStream, ctx: &mut Context<Self>) {
+        info!(stream = %self.name, reason = %msg.reason, players = self.players.len(), "terminating stream");
+        if let Some(publisher) = self.publisher.take() {
+            self.hub.end_publish();
+            publisher.control.do_send(PublisherCommand::Stop {
+                reason: msg.reason.clone(),
+            });
+        }
+        let peers: Vec<PeerId> = self.players.keys().copied().collect();
+        for peer in peers {
+            self.stop_player(
+                peer,
+                "NetStream.Play.Stop",
+                &format!("Stream terminated: {}", msg.reason),
+            );
+        }
+        self.retire_if_idle(ctx);
+    }
+}
