@@ -116,8 +116,11 @@ impl Stream {
     fn start_play_wait(&self, peer: PeerId, ctx: &mut Context<Self>) {
         let wait = Duration::from_millis(self.settings.play_wait_timeout_ms);
         ctx.run_later(wait, move |stream, ctx| {
-            if stream.publisher.is_none() && stream.players.contains_key(&peer) {
-                info!(stream = %stream.name, peer = %peer, "no publisher within the play wait time");
+            if stream.publisher.is_some() {
+                return;
+            }
+            if let Some(player) = stream.players.get(&peer) {
+                info!(stream = %stream.name, peer = %player.address, "no publisher within the play wait time");
                 stream.stop_player(
                     peer,
                     "NetStream.Play.StreamNotFound",
@@ -240,6 +243,10 @@ impl Handler<Unpublish> for Stream {
         let address = publisher.map(|p| p.address.to_string()).unwrap_or_default();
         info!(stream = %self.name, peer = %address, players = self.players.len(),
             grace_ms = self.settings.unpublish_grace_ms, "unpublished");
+        if self.players.is_empty() {
+            self.retire_if_idle(ctx);
+            return;
+        }
         let epoch = self.publish_count;
         let grace = Duration::from_millis(self.settings.unpublish_grace_ms);
         ctx.run_later(grace, move |stream, ctx| {
