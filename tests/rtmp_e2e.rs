@@ -76,7 +76,7 @@ fn late_rtmp_player_gets_metadata_and_sequence_headers_then_cached_keyframe() {
                 }
             )
         })
-        .unwrap_or_else(|seen| panic!("no keyframe within 8 s; saw {seen:?}"));
+        .unwrap_or_else(|seen| panic!("no keyframe within 8 s; saw {}", summarize(&seen)));
     let waited = asked.elapsed();
     assert!(
         waited < Duration::from_millis(2000),
@@ -119,21 +119,32 @@ fn late_rtmp_player_gets_metadata_and_sequence_headers_then_cached_keyframe() {
     });
     assert!(
         play_start.is_some(),
-        "no NetStream.Play.Start before media: {before:?}"
+        "no NetStream.Play.Start before media: {}",
+        summarize(&before)
     );
-    let metadata =
-        metadata.unwrap_or_else(|| panic!("no onMetaData before the keyframe: {before:?}"));
-    let video_header = video_header
-        .unwrap_or_else(|| panic!("no AVC sequence header before the keyframe: {before:?}"));
-    let audio_header = audio_header
-        .unwrap_or_else(|| panic!("no AAC sequence header before the keyframe: {before:?}"));
+    let metadata = metadata
+        .unwrap_or_else(|| panic!("no onMetaData before the keyframe: {}", summarize(&before)));
+    let video_header = video_header.unwrap_or_else(|| {
+        panic!(
+            "no AVC sequence header before the keyframe: {}",
+            summarize(&before)
+        )
+    });
+    let audio_header = audio_header.unwrap_or_else(|| {
+        panic!(
+            "no AAC sequence header before the keyframe: {}",
+            summarize(&before)
+        )
+    });
     assert!(
         first_frame.is_none(),
-        "media frames before the first keyframe: {before:?}"
+        "media frames before the first keyframe: {}",
+        summarize(&before)
     );
     assert!(
         metadata < first_media.unwrap(),
-        "onMetaData does not come before the media: {before:?}"
+        "onMetaData does not come before the media: {}",
+        summarize(&before)
     );
     assert!(play_start.unwrap() < first_media.unwrap());
     let _ = (video_header, audio_header);
@@ -181,7 +192,12 @@ fn duplicate_publish_is_refused_while_the_first_keeps_flowing() {
     client.publish("dup").expect("send publish");
     let seen = client
         .wait_for(secs(5), |e| matches!(e, Event::Status { .. }))
-        .unwrap_or_else(|seen| panic!("no onStatus for the duplicate publish: {seen:?}"));
+        .unwrap_or_else(|seen| {
+            panic!(
+                "no onStatus for the duplicate publish: {}",
+                summarize(&seen)
+            )
+        });
     assert!(
         seen.0.is_status("NetStream.Publish.BadName"),
         "duplicate publish answered {:?}",
@@ -216,7 +232,7 @@ fn unpublish_notifies_players_and_republish_resumes_them() {
     let mut scripted = RtmpClient::player(server.rtmp_port, "live", "again").expect("RTMP player");
     scripted
         .wait_for(secs(5), |e| matches!(e, Event::Video { .. }))
-        .unwrap_or_else(|seen| panic!("scripted player got no video: {seen:?}"));
+        .unwrap_or_else(|seen| panic!("scripted player got no video: {}", summarize(&seen)));
     let mut ffplayer = Player::spawn(&url, 60);
 
     // The first publisher ends by itself after 8 s of media.
@@ -225,7 +241,12 @@ fn unpublish_notifies_players_and_republish_resumes_them() {
         .unwrap_or_else(|| panic!("publisher did not end: {}", first.stderr()));
     scripted
         .wait_status("NetStream.Play.UnpublishNotify", secs(10))
-        .unwrap_or_else(|seen| panic!("no UnpublishNotify after the publisher left: {seen:?}"));
+        .unwrap_or_else(|seen| {
+            panic!(
+                "no UnpublishNotify after the publisher left: {}",
+                summarize(&seen)
+            )
+        });
     // ffmpeg takes UnpublishNotify as the end of the stream.
     let ended = ffplayer.proc.wait_timeout(secs(10));
     assert!(
@@ -241,12 +262,15 @@ fn unpublish_notifies_players_and_republish_resumes_them() {
     // A player that joins while the stream is unpublished waits for the republish.
     let waiting = Player::spawn(&url, 4);
     sleep(Duration::from_millis(1500));
-    let _second = publish_ffmpeg(&url, 30, &[]);
+    let second = publish_ffmpeg(&url, 30, &[]);
 
     // The scripted player stayed attached and gets media again.
     let resumed = scripted.wait_for(secs(10), |e| matches!(e, Event::Video { .. }));
     if let Err(seen) = resumed {
-        panic!("scripted player not resumed by the republish: {seen:?}");
+        panic!(
+            "scripted player not resumed by the republish: {}",
+            summarize(&seen)
+        );
     }
     assert!(!scripted.is_closed());
     let (v, a, closed) = scripted.count_media(secs(2));
@@ -261,6 +285,18 @@ fn unpublish_notifies_players_and_republish_resumes_them() {
         "player waiting for the republish failed: {played:?}"
     );
     assert_decoded("player waiting for the republish", &played, 4);
+
+    // A publisher that vanishes without unpublishing (killed) is noticed the same way.
+    second.signal("KILL");
+    scripted
+        .wait_status("NetStream.Play.UnpublishNotify", secs(10))
+        .unwrap_or_else(|seen| {
+            panic!(
+                "no UnpublishNotify after the publisher was killed: {}",
+                summarize(&seen)
+            )
+        });
+    assert!(!scripted.is_closed());
 }
 
 #[test]
@@ -271,7 +307,7 @@ fn play_before_publish_times_out_with_stream_not_found() {
     let asked = Instant::now();
     scripted
         .wait_status("NetStream.Play.StreamNotFound", secs(10))
-        .unwrap_or_else(|seen| panic!("no StreamNotFound within 10 s: {seen:?}"));
+        .unwrap_or_else(|seen| panic!("no StreamNotFound within 10 s: {}", summarize(&seen)));
     let waited = asked.elapsed();
     assert!(
         waited >= Duration::from_millis(1500) && waited <= Duration::from_millis(6000),
@@ -304,4 +340,44 @@ fn play_before_publish_starts_when_the_publisher_arrives() {
     let played = player.finish(secs(30));
     assert!(played.success(), "early player failed: {played:?}");
     assert_decoded("player started before the publisher", &played, 4);
+}
+
+#[test]
+fn two_streams_at_once_including_b_frames_play_without_errors() {
+    let server = Server::start(&[]);
+    let plain = server.url("plain");
+    let bframes = server.url("bframes");
+    let _p1 = publish_ffmpeg(&plain, 30, &[]);
+    // High profile with B-frames: composition time offsets must survive the trip.
+    let _p2 = publish_ffmpeg(
+        &bframes,
+        30,
+        &["-profile:v", "high", "-tune", "film", "-bf", "2"],
+    );
+    wait_live(server.rtmp_port, "live", "plain", secs(15));
+    wait_live(server.rtmp_port, "live", "bframes", secs(15));
+
+    let a = Player::spawn(&plain, 5);
+    let b = Player::spawn(&bframes, 5);
+    let packets = probe_video_packets(&bframes, 12).expect("ffprobe the B-frame stream");
+    assert!(packets[0].flags.starts_with('K'), "{packets:?}");
+    let reordered = packets.iter().any(|p| match (p.pts_time, p.dts_time) {
+        (Some(pts), Some(dts)) => pts > dts + 0.001,
+        _ => false,
+    });
+    assert!(
+        reordered,
+        "no packet with pts > dts: composition time offsets were lost: {packets:?}"
+    );
+    assert_decoded("player of the plain stream", &a.finish(secs(30)), 5);
+    assert_decoded("player of the B-frame stream", &b.finish(secs(30)), 5);
+
+    let (status, all) = server.rest("stream/find_all", "{}");
+    assert_eq!(status, 200, "{all}");
+    let mut names: Vec<&str> = all
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    names.sort();
+    assert_eq!(names, ["bframes", "plain"], "{all}");
 }

@@ -74,7 +74,7 @@ pub fn server_bin() -> PathBuf {
 }
 
 /// A directory under the system temp dir, removed on drop unless the thread is panicking (then
-/// it is kept for post-mortem and its path printed).
+/// it is kept for post-mortem and its path printed) or `MEDIAROUTER_TEST_KEEP` is set.
 pub struct TempDir {
     pub path: PathBuf,
 }
@@ -106,6 +106,8 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         if thread::panicking() {
             eprintln!("[harness] keeping {} for inspection", self.path.display());
+        } else if std::env::var_os("MEDIAROUTER_TEST_KEEP").is_some() {
+            // Kept on request (logs of passing tests).
         } else {
             let _ = fs::remove_dir_all(&self.path);
         }
@@ -1277,7 +1279,10 @@ impl RtmpClient {
                 return None;
             }
             if let Err(e) = self.read_some() {
-                panic!("RTMP client: {e}; events so far: {:?}", self.history);
+                panic!(
+                    "RTMP client: {e}; events so far: {}",
+                    summarize(&self.history)
+                );
             }
         }
     }
@@ -1366,7 +1371,7 @@ pub fn wait_live(port: u16, app: &str, name: &str, timeout: Duration) {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match c.wait_for(left, |e| matches!(e, Event::Video { .. })) {
                     Ok(_) => return,
-                    Err(seen) => last = format!("probe player saw {seen:?}"),
+                    Err(seen) => last = format!("probe player saw {}", summarize(&seen)),
                 }
             }
             Err(e) => last = e,
@@ -1374,6 +1379,47 @@ pub fn wait_live(port: u16, app: &str, name: &str, timeout: Duration) {
         thread::sleep(Duration::from_millis(200));
     }
     panic!("stream {app}/{name} not live within {timeout:?}: {last}");
+}
+
+/// A short description of a list of events: non-media events in full, runs of media messages
+/// condensed to counts and timestamp ranges.
+pub fn summarize(events: &[Event]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(u64, u64, u32, u32)> = None; // (video, audio, first ts, last ts)
+    let flush = |run: &mut Option<(u64, u64, u32, u32)>, out: &mut Vec<String>| {
+        if let Some((v, a, t0, t1)) = run.take() {
+            out.push(format!("[{v} video + {a} audio, ts {t0}..{t1} ms]"));
+        }
+    };
+    for e in events {
+        match e {
+            Event::Video {
+                timestamp,
+                keyframe,
+                sequence_header: false,
+                ..
+            } if !(*keyframe && run.is_none()) => {
+                let r = run.get_or_insert((0, 0, *timestamp, *timestamp));
+                r.0 += 1;
+                r.3 = *timestamp;
+            }
+            Event::Audio {
+                timestamp,
+                sequence_header: false,
+                ..
+            } => {
+                let r = run.get_or_insert((0, 0, *timestamp, *timestamp));
+                r.1 += 1;
+                r.3 = *timestamp;
+            }
+            other => {
+                flush(&mut run, &mut out);
+                out.push(format!("{other:?}"));
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out.join(", ")
 }
 
 /// Reads from a raw socket until the peer closes it (read returns 0 or an error). Returns

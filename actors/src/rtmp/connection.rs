@@ -154,6 +154,11 @@ impl RtmpConnection {
                 }
                 self.run_pending(ctx);
             }
+            Err(e) if !self.session.handshake_done() => {
+                // Port scanners and garbage land here; not worth a warning each.
+                info!(peer = %self.address, id = %self.peer, "RTMP handshake refused: {e}");
+                self.close(ctx, "bad handshake");
+            }
             Err(e) => {
                 warn!(peer = %self.address, id = %self.peer, "RTMP protocol error: {e}");
                 self.close(ctx, "protocol error");
