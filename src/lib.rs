@@ -7,8 +7,10 @@
 //!   lag policy.
 //! - [`codec`]: FLV tag bodies, H.264 decoder configuration, AAC AudioSpecificConfig, AMF metadata.
 //! - [`rtmp`]: RTMP chunk decoding/encoding (zero-copy for media) and the server session.
+//! - [`camera`]: camera URLs: normalised keys, credentials apart, masked for logs.
 //! - [`settings`]: typed settings loaded from the embedded defaults, a file and the environment.
 
+pub mod camera;
 pub mod codec;
 pub mod media;
 pub mod rtmp;

@@ -35,6 +35,7 @@ pub struct Settings {
     pub stream: StreamSettings,
     pub http: HttpSettings,
     pub rest: RestSettings,
+    pub rtsp: RtspSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +83,19 @@ pub struct RestSettings {
     pub enabled: bool,
     pub address: String,
     pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RtspSettings {
+    pub transport: String,
+    pub fail_on_track_error: bool,
+    pub connect_timeout_ms: u64,
+    pub frame_timeout_ms: u64,
+    pub on_demand_timeout_ms: u64,
+    pub idle_stop_ms: u64,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    pub client_address: String,
 }
 
 impl Settings {
@@ -194,7 +208,30 @@ impl Settings {
                 "must be at least 65536".into(),
             );
         }
+        if !matches!(self.rtsp.transport.as_str(), "tcp" | "udp") {
+            return invalid(
+                "rtsp.transport",
+                format!("'{}' is not tcp or udp", self.rtsp.transport),
+            );
+        }
+        if !self.rtsp.client_address.is_empty() {
+            return invalid(
+                "rtsp.client_address",
+                "binding camera connections to a local address is not supported: the RTSP \
+                 library (retina 0.4) has no local-address option; leave it empty"
+                    .into(),
+            );
+        }
+        if self.rtsp.reconnect_min_ms > self.rtsp.reconnect_max_ms {
+            return invalid(
+                "rtsp.reconnect_min_ms",
+                "must not exceed rtsp.reconnect_max_ms".into(),
+            );
+        }
         for (key, value) in [
+            ("rtsp.connect_timeout_ms", self.rtsp.connect_timeout_ms),
+            ("rtsp.frame_timeout_ms", self.rtsp.frame_timeout_ms),
+            ("rtsp.reconnect_min_ms", self.rtsp.reconnect_min_ms),
             ("rtmp.handshake_timeout_ms", self.rtmp.handshake_timeout_ms),
             ("rtmp.idle_timeout_ms", self.rtmp.idle_timeout_ms),
             ("stream.player_max_lag_ms", self.stream.player_max_lag_ms),
@@ -284,6 +321,12 @@ mod tests {
             ("MEDIAROUTER__RTMP__PORT", "0", "rtmp.port"),
             ("MEDIAROUTER__RTMP__PROT", "1", "rtmp.prot"),
             ("MEDIAROUTER__REST__ADDRESS", "nowhere", "rest.address"),
+            (
+                "MEDIAROUTER__RTSP__CLIENT_ADDRESS",
+                "127.0.0.2",
+                "rtsp.client_address",
+            ),
+            ("MEDIAROUTER__RTSP__TRANSPORT", "sctp", "rtsp.transport"),
         ] {
             let err = Settings::load(None, env(&[(k, v)]))
                 .expect_err("must fail")

@@ -6,6 +6,7 @@ mod http;
 mod messages;
 mod registry;
 mod rtmp;
+mod rtsp;
 mod stream;
 
 use actix::prelude::*;
@@ -85,7 +86,12 @@ fn socket_addr(address: &str, port: u16) -> SocketAddr {
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
-    let registry = Registry::new(Arc::new(settings.stream.clone())).start();
+    let registry = Registry::new(
+        Arc::new(settings.stream.clone()),
+        Arc::new(settings.rtsp.clone()),
+        settings.rtmp.default_app.clone(),
+    )
+    .start();
 
     let workers = match settings.server.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -117,6 +123,9 @@ async fn run(settings: Settings) -> Result<(), String> {
         let state = Arc::new(http::rest::RestState {
             registry: registry.clone(),
             default_app: settings.rtmp.default_app.clone(),
+            first_attempt_timeout: std::time::Duration::from_millis(
+                settings.rtsp.connect_timeout_ms + 2_000,
+            ),
         });
         let server = HttpServer::new(move || {
             let state = Arc::clone(&state);

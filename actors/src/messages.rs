@@ -3,12 +3,13 @@
 //! Frames never travel as actor messages: publishers push them into the stream's
 //! [`MediaHub`](crate::stream::MediaHub) and players read them from its bounded fan-out.
 
+use crate::rtsp::RtspPull;
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
+use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::{MediaPacket, QueryParams, StreamName};
 use serde::Serialize;
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -35,6 +36,8 @@ impl fmt::Display for PeerId {
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Rtmp,
+    /// A camera pulled over RTSP (as a publisher).
+    Rtsp,
 }
 
 /// Why a stream refused a publisher or player.
@@ -86,7 +89,8 @@ pub struct StreamIdle {
 pub struct Publish {
     pub peer: PeerId,
     pub protocol: Protocol,
-    pub address: SocketAddr,
+    /// Peer address, or the masked camera URL for pulls.
+    pub address: String,
     pub query: QueryParams,
     pub control: Recipient<PublisherCommand>,
 }
@@ -110,7 +114,7 @@ pub struct Unpublish {
 pub struct Subscribe {
     pub peer: PeerId,
     pub protocol: Protocol,
-    pub address: SocketAddr,
+    pub address: String,
     pub control: Recipient<PlayerCommand>,
 }
 
@@ -134,11 +138,98 @@ pub struct Unsubscribe {
 #[rtype(result = "StreamInfo")]
 pub struct GetStreamInfo;
 
-/// REST → Stream: cut the publisher, tell the players, end the stream.
+/// REST or a failing camera pull → Stream: cut the publisher, tell the players (with
+/// `player_code`, e.g. `NetStream.Play.Stop`), end the stream.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TerminateStream {
     pub reason: String,
+    pub player_code: &'static str,
+}
+
+// ---- RTSP pulls ----
+
+/// Players and REST → Registry: the pull of this camera, started if missing. A REST start
+/// (`on_demand: false`) of a camera already pulled is refused.
+#[derive(Message)]
+#[rtype(result = "Result<PullHandle, PullError>")]
+pub struct EnsurePull {
+    pub camera: CameraUrl,
+    pub alias: Option<String>,
+    pub on_demand: bool,
+}
+
+pub struct PullHandle {
+    pub pull: Addr<RtspPull>,
+    pub stream: StreamName,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullError {
+    #[error("camera {0} is already pulled")]
+    AlreadyPulled(String),
+}
+
+/// REST → Registry: every pull.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<RtspPull>>")]
+pub struct ListPulls;
+
+/// REST → Registry: the pull of this camera key, if any.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<RtspPull>>")]
+pub struct FindPull {
+    pub key: String,
+}
+
+/// Pull → Registry: I stopped; forget me if I am still the registered instance.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PullStopped {
+    pub key: String,
+    pub instance: u64,
+}
+
+/// REST → Pull: a description of the pull.
+#[derive(Message)]
+#[rtype(result = "PullInfo")]
+pub struct GetPullInfo;
+
+/// REST → Pull: answers once the first connection attempt succeeded (the pull's description)
+/// or failed (the reason).
+#[derive(Message)]
+#[rtype(result = "Result<PullInfo, String>")]
+pub struct AwaitFirstAttempt;
+
+/// REST → Pull: stop pulling and end the stream.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopPull {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PullInfo {
+    pub uri: String,
+    pub name: String,
+    pub status: &'static str,
+    pub tracks: Vec<TrackReport>,
+    pub viewers: usize,
+    pub connected_since: Option<String>,
+    pub reconnects: u64,
+    pub on_demand: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrackReport {
+    pub media: String,
+    pub codec: String,
+    pub supported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_rate: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channels: Option<u16>,
 }
 
 // ---- Commands from a stream to its connections ----

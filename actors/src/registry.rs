@@ -1,30 +1,58 @@
-//! Registry actor: the control plane's directory. Maps stream names to Stream actors, creates
-//! them on first use and removes them when they go idle. Never touches a frame.
+//! Registry actor: the control plane's directory. Maps stream names to Stream actors and camera
+//! URLs to RTSP pulls, creates them on first use and removes them when they end. Never touches
+//! a frame.
 //!
-//! Invariant: at most one Stream instance per name is registered; a stream stops only after
-//! the registry removed it, so a lookup never returns a stream that will not answer.
+//! Invariants: at most one Stream instance per name is registered; a stream stops only after
+//! the registry removed it, so a lookup never returns a stream that will not answer. At most
+//! one pull per camera key (normalised URL with credentials): every viewer of a camera shares
+//! one RTSP connection.
 
 use crate::messages::*;
+use crate::rtsp::RtspPull;
 use crate::stream::Stream;
 use actix::prelude::*;
 use mediarouter_core::media::StreamName;
-use mediarouter_core::settings::StreamSettings;
+use mediarouter_core::settings::{RtspSettings, StreamSettings};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Application of camera streams that have no alias.
+pub const CAMERA_APP: &str = "rtsp";
+
+struct PullEntry {
+    instance: u64,
+    pull: Addr<RtspPull>,
+    stream: StreamName,
+}
+
 pub struct Registry {
     settings: Arc<StreamSettings>,
+    rtsp: Arc<RtspSettings>,
+    default_app: String,
     streams: BTreeMap<StreamName, (u64, Addr<Stream>)>,
+    pulls: BTreeMap<String, PullEntry>,
     next_instance: u64,
 }
 
 impl Registry {
-    pub fn new(settings: Arc<StreamSettings>) -> Self {
+    pub fn new(
+        settings: Arc<StreamSettings>,
+        rtsp: Arc<RtspSettings>,
+        default_app: String,
+    ) -> Self {
         Registry {
             settings,
+            rtsp,
+            default_app,
             streams: BTreeMap::new(),
+            pulls: BTreeMap::new(),
             next_instance: 1,
         }
+    }
+
+    fn instance(&mut self) -> u64 {
+        self.next_instance += 1;
+        self.next_instance
     }
 }
 
@@ -41,8 +69,7 @@ impl Handler<FindOrCreateStream> for Registry {
                 return MessageResult(addr.clone());
             }
         }
-        let instance = self.next_instance;
-        self.next_instance += 1;
+        let instance = self.instance();
         let stream = Stream::new(
             msg.name.clone(),
             instance,
@@ -82,6 +109,86 @@ impl Handler<StreamIdle> for Registry {
             }
             // Not (or no longer) the registered instance: it has no business running.
             _ => true,
+        }
+    }
+}
+
+impl Handler<EnsurePull> for Registry {
+    type Result = Result<PullHandle, PullError>;
+
+    fn handle(&mut self, msg: EnsurePull, ctx: &mut Context<Self>) -> Self::Result {
+        let key = msg.camera.key().to_string();
+        if let Some(entry) = self.pulls.get(&key).filter(|e| e.pull.connected()) {
+            if !msg.on_demand {
+                return Err(PullError::AlreadyPulled(msg.camera.masked().to_string()));
+            }
+            return Ok(PullHandle {
+                pull: entry.pull.clone(),
+                stream: entry.stream.clone(),
+            });
+        }
+        let stream = match &msg.alias {
+            Some(alias) => StreamName::new(self.default_app.clone(), alias.clone()),
+            None => {
+                // Cameras that differ only in credentials mask alike: number the later ones.
+                let masked = msg.camera.masked();
+                let mut name = StreamName::new(CAMERA_APP, masked);
+                let mut n = 1;
+                while self.pulls.values().any(|e| e.stream == name) {
+                    n += 1;
+                    name = StreamName::new(CAMERA_APP, format!("{masked}#{n}"));
+                }
+                name
+            }
+        };
+        let instance = self.instance();
+        let pull = RtspPull::new(
+            instance,
+            msg.camera,
+            stream.clone(),
+            msg.on_demand,
+            ctx.address(),
+            Arc::clone(&self.rtsp),
+        )
+        .start();
+        self.pulls.insert(
+            key,
+            PullEntry {
+                instance,
+                pull: pull.clone(),
+                stream: stream.clone(),
+            },
+        );
+        Ok(PullHandle { pull, stream })
+    }
+}
+
+impl Handler<ListPulls> for Registry {
+    type Result = MessageResult<ListPulls>;
+
+    fn handle(&mut self, _: ListPulls, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.pulls.values().map(|e| e.pull.clone()).collect())
+    }
+}
+
+impl Handler<FindPull> for Registry {
+    type Result = Option<Addr<RtspPull>>;
+
+    fn handle(&mut self, msg: FindPull, _: &mut Context<Self>) -> Self::Result {
+        self.pulls.get(&msg.key).map(|e| e.pull.clone())
+    }
+}
+
+impl Handler<PullStopped> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PullStopped, _: &mut Context<Self>) {
+        if self
+            .pulls
+            .get(&msg.key)
+            .is_some_and(|e| e.instance == msg.instance)
+        {
+            self.pulls.remove(&msg.key);
         }
     }
 }

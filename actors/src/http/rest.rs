@@ -8,6 +8,7 @@ use crate::registry::Registry;
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::StreamName;
 use serde::Deserialize;
 use serde_json::json;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 pub struct RestState {
     pub registry: Addr<Registry>,
     pub default_app: String,
+    /// How long `rtsp/startup` waits for the camera's first answer.
+    pub first_attempt_timeout: std::time::Duration,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
@@ -24,7 +27,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
             web::scope("/rest-api")
                 .route("/stream/find_all", web::post().to(find_all))
                 .route("/stream/find", web::post().to(find))
-                .route("/stream/terminate", web::post().to(terminate)),
+                .route("/stream/terminate", web::post().to(terminate))
+                .route("/rtsp/startup", web::post().to(rtsp_startup))
+                .route("/rtsp/find_all", web::post().to(rtsp_find_all))
+                .route("/rtsp/terminate", web::post().to(rtsp_terminate)),
         )
         .default_service(web::to(not_found));
 }
@@ -120,9 +126,111 @@ async fn terminate(state: web::Data<RestState>, body: web::Bytes) -> HttpRespons
     };
     let request = TerminateStream {
         reason: "terminated through the REST API".into(),
+        player_code: "NetStream.Play.Stop",
     };
     match stream.send(request).await {
         Ok(()) => HttpResponse::Ok().json(json!({ "terminated": name.to_string() })),
         Err(_) => error(StatusCode::NOT_FOUND, format!("stream {name} not found")),
+    }
+}
+
+#[derive(Deserialize)]
+struct PullRequest {
+    uri: String,
+    name: Option<String>,
+}
+
+/// Parses `{"uri": ..., "name"?: ...}`, or says why it is a bad request.
+fn pull_request(body: &[u8]) -> Result<(CameraUrl, Option<String>), String> {
+    let request: PullRequest =
+        serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))?;
+    let camera = CameraUrl::parse(&request.uri).map_err(|e| format!("bad camera uri: {e}"))?;
+    if let Some(name) = &request.name {
+        if name.is_empty() || name.contains('/') || name.contains("://") {
+            return Err("'name' must be a non-empty name without '/'".into());
+        }
+    }
+    Ok((camera, request.name))
+}
+
+async fn rtsp_startup(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    let (camera, alias) = match pull_request(&body) {
+        Ok(request) => request,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let masked = camera.masked().to_string();
+    let request = EnsurePull {
+        camera,
+        alias,
+        on_demand: false,
+    };
+    let handle = match state.registry.send(request).await {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(e)) => return error(StatusCode::CONFLICT, e.to_string()),
+        Err(_) => return unavailable(),
+    };
+    let first = tokio::time::timeout(
+        state.first_attempt_timeout,
+        handle.pull.send(AwaitFirstAttempt),
+    );
+    match first.await {
+        Ok(Ok(Ok(info))) => HttpResponse::Ok().json(info),
+        Ok(Ok(Err(reason))) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("camera {masked} cannot be pulled: {reason} (the pull keeps retrying until terminated)"),
+        ),
+        Ok(Err(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("camera {masked}: pull stopped")),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("camera {masked} did not answer in time (the pull keeps retrying until terminated)"),
+        ),
+    }
+}
+
+async fn rtsp_find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request body: {e}"),
+            );
+        }
+    }
+    let Ok(pulls) = state.registry.send(ListPulls).await else {
+        return unavailable();
+    };
+    let mut infos = Vec::with_capacity(pulls.len());
+    for pull in pulls {
+        if let Ok(info) = pull.send(GetPullInfo).await {
+            infos.push(info);
+        }
+    }
+    if infos.is_empty() {
+        return error(StatusCode::NOT_FOUND, "no pulls");
+    }
+    HttpResponse::Ok().json(infos)
+}
+
+async fn rtsp_terminate(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    let (camera, _) = match pull_request(&body) {
+        Ok(request) => request,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let masked = camera.masked().to_string();
+    let found = state.registry.send(FindPull {
+        key: camera.key().to_string(),
+    });
+    let Ok(found) = found.await else {
+        return unavailable();
+    };
+    let Some(pull) = found else {
+        return error(StatusCode::NOT_FOUND, format!("no pull of camera {masked}"));
+    };
+    let stop = StopPull {
+        reason: "terminated through the REST API".into(),
+    };
+    match pull.send(stop).await {
+        Ok(()) => HttpResponse::Ok().json(json!({ "terminated": masked })),
+        Err(_) => error(StatusCode::NOT_FOUND, format!("no pull of camera {masked}")),
     }
 }

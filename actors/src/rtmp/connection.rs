@@ -12,6 +12,7 @@ use crate::registry::{with_stream, Registry};
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use bytes::BytesMut;
+use mediarouter_core::camera::{is_camera_url, CameraUrl};
 use mediarouter_core::codec::flv::{self, Tag};
 use mediarouter_core::media::{QueryParams, StreamName};
 use mediarouter_core::rtmp::session::status;
@@ -317,7 +318,7 @@ impl RtmpConnection {
         let request = Publish {
             peer: self.peer,
             protocol: Protocol::Rtmp,
-            address: self.address,
+            address: self.address.to_string(),
             query: all_query,
             control: ctx.address().recipient(),
         };
@@ -375,7 +376,7 @@ impl RtmpConnection {
     }
 
     fn request_play(&mut self, stream_id: u32, name: String, ctx: &mut Context<Self>) {
-        let Some(stream_name) = self.stream_name(&name).filter(|_| !name.is_empty()) else {
+        let Some(requested) = self.stream_name(&name).filter(|_| !name.is_empty()) else {
             self.refuse(
                 stream_id,
                 "NetStream.Play.StreamNotFound",
@@ -393,28 +394,59 @@ impl RtmpConnection {
             );
             return;
         }
+        let camera = if is_camera_url(&name) {
+            match CameraUrl::parse(&name) {
+                Ok(camera) => Some(camera),
+                Err(e) => {
+                    info!(peer = %self.address, "bad camera URL in play: {e}");
+                    self.refuse(
+                        stream_id,
+                        "NetStream.Play.StreamNotFound",
+                        &format!("Bad camera URL: {e}"),
+                        ctx,
+                    );
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         self.deciding = true;
         let registry = self.registry.clone();
         let me = ctx.address();
-        let (peer, address) = (self.peer, self.address);
-        let key = stream_name.clone();
+        let (peer, address) = (self.peer, self.address.to_string());
         let fut = async move {
+            let key = match camera {
+                // A camera: its pull (started on demand) publishes into the stream it names.
+                Some(camera) => match registry
+                    .send(EnsurePull {
+                        camera,
+                        alias: None,
+                        on_demand: true,
+                    })
+                    .await
+                {
+                    Ok(Ok(handle)) => handle.stream,
+                    _ => return (Err(StreamError::Retired), None, requested),
+                },
+                None => requested,
+            };
             let mut found = None;
             let result = with_stream(&registry, &key, |stream| {
                 found = Some(stream.clone());
                 let request = Subscribe {
                     peer,
                     protocol: Protocol::Rtmp,
-                    address,
+                    address: address.clone(),
                     control: me.clone().recipient(),
                 };
                 async move { stream.send(request).await }
             })
             .await;
-            (result, found)
+            (result, found, key)
         };
         fut.into_actor(self)
-            .map(move |(result, stream), conn, ctx| {
+            .map(move |(result, stream, stream_name), conn, ctx| {
                 conn.deciding = false;
                 match (result, stream) {
                     (Ok(subscription), Some(stream)) => {
@@ -586,7 +618,7 @@ impl Handler<PlayerCommand> for RtmpConnection {
                     return;
                 };
                 info!(stream = %p.name, peer = %self.address, code = %code, "player stopped by the stream");
-                let level = if code.ends_with("StreamNotFound") {
+                let level = if code.ends_with("StreamNotFound") || code.ends_with("Failed") {
                     "error"
                 } else {
                     "status"

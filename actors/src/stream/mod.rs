@@ -15,7 +15,6 @@ use actix::prelude::*;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::settings::StreamSettings;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,14 +25,14 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 struct PublisherEntry {
     peer: PeerId,
     protocol: Protocol,
-    address: SocketAddr,
+    address: String,
     query: mediarouter_core::media::QueryParams,
     control: Recipient<PublisherCommand>,
 }
 
 struct PlayerEntry {
     protocol: Protocol,
-    address: SocketAddr,
+    address: String,
     control: Recipient<PlayerCommand>,
 }
 
@@ -159,6 +158,8 @@ impl Stream {
         for p in self.players.values() {
             match p.protocol {
                 Protocol::Rtmp => players.rtmp += 1,
+                // Cameras publish; they never play.
+                Protocol::Rtsp => {}
             }
             players.total += 1;
         }
@@ -172,7 +173,7 @@ impl Stream {
             },
             publisher: self.publisher.as_ref().map(|p| PublisherInfo {
                 protocol: p.protocol,
-                address: p.address.to_string(),
+                address: p.address.clone(),
                 query: p.query.0.iter().cloned().collect(),
             }),
             video: view(video),
@@ -240,7 +241,7 @@ impl Handler<Unpublish> for Stream {
         }
         let publisher = self.publisher.take();
         self.hub.end_publish();
-        let address = publisher.map(|p| p.address.to_string()).unwrap_or_default();
+        let address = publisher.map(|p| p.address).unwrap_or_default();
         info!(stream = %self.name, peer = %address, players = self.players.len(),
             grace_ms = self.settings.unpublish_grace_ms, "unpublished");
         if self.players.is_empty() {
@@ -330,7 +331,7 @@ impl Handler<TerminateStream> for Stream {
         for peer in peers {
             self.stop_player(
                 peer,
-                "NetStream.Play.Stop",
+                msg.player_code,
                 &format!("Stream terminated: {}", msg.reason),
             );
         }
