@@ -12,6 +12,15 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
+# apt-get update at most once per run.
+APT_UPDATED=""
+apt_update_once() {
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+}
+
 # command-to-check => Debian package
 declare -A NEED=(
   [ffmpeg]=ffmpeg          # publisher and players (libx264, aac)
@@ -22,7 +31,6 @@ declare -A NEED=(
 )
 # Later issues add their peers here, for example:
 #   [chromium]=chromium            # WebRTC / MSE playback in a headless browser (+ fonts-liberation)
-#   [gst-launch-1.0]=gstreamer1.0-tools   # RTSP camera stand-in (+ plugins, gir1.2-gst-rtsp-server-1.0, python3-gi)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -41,7 +49,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
 else
   echo "install-test-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
+  apt_update_once
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
@@ -50,4 +58,40 @@ encoders="$(ffmpeg -hide_banner -encoders 2>/dev/null || true)"
 if ! grep -q libx264 <<<"$encoders"; then
   echo "install-test-deps: this ffmpeg has no libx264 encoder" >&2
   exit 1
+fi
+
+# The RTSP camera stand-in (scripts/rtsp_camera.py): gst-rtsp-server driven from Debian's
+# /usr/bin/python3 through GObject introspection, with the GStreamer elements its pipelines use
+# (x264enc: ugly; openh264enc, h264parse: bad; avenc_aac: libav; alawenc, mulawenc, rtp payloaders:
+# good; videotestsrc, audiotestsrc: base). Checked without apt when everything is there.
+GST_PKGS=(gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools gstreamer1.0-plugins-base
+          gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+          gstreamer1.0-libav)
+GST_ELEMENTS=(videotestsrc audiotestsrc x264enc openh264enc h264parse avenc_aac alawenc mulawenc
+              rtph264pay rtpmp4gpay rtppcmapay rtppcmupay)
+camera_ready() {
+  [ -x /usr/bin/python3 ] || return 1
+  /usr/bin/python3 - <<'PY' >/dev/null 2>&1 || return 1
+import gi
+gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); gi.require_version('GstRtsp', '1.0')
+from gi.repository import Gst, GstRtspServer, GstRtsp
+PY
+  command -v gst-inspect-1.0 >/dev/null 2>&1 || return 1
+  local e
+  for e in "${GST_ELEMENTS[@]}"; do
+    gst-inspect-1.0 --exists "$e" >/dev/null 2>&1 || return 1
+  done
+}
+if camera_ready; then
+  echo "install-test-deps: RTSP camera (gst-rtsp-server, python3-gi, GStreamer plugins) present"
+else
+  echo "install-test-deps: installing the RTSP camera's packages: ${GST_PKGS[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_update_once
+  $SUDO apt-get install -y -qq --no-install-recommends "${GST_PKGS[@]}"
+  if ! camera_ready; then
+    echo "install-test-deps: GStreamer RTSP server or one of these elements is still missing:" \
+      "${GST_ELEMENTS[*]}" >&2
+    exit 1
+  fi
 fi

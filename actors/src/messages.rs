@@ -211,7 +211,9 @@ pub struct StopPull {
 #[derive(Debug, Clone, Serialize)]
 pub struct PullInfo {
     pub uri: String,
+    /// Stream name (the alias, or the masked URL) within `app`.
     pub name: String,
+    pub app: String,
     pub status: &'static str,
     pub tracks: Vec<TrackReport>,
     pub viewers: usize,

@@ -766,6 +766,13 @@ pub fn probe_video_packets(url: &str, count: u32) -> Result<Vec<ProbePacket>, St
 /// starting with `/` is used as it is) with curl. Returns the HTTP status and the body parsed as
 /// JSON (`Value::String(raw)` when it is not JSON; status 0 when curl got no answer).
 pub fn rest(port: u16, path: &str, body: &str) -> (u16, Value) {
+    rest_timeout(port, path, body, Duration::from_secs(5))
+}
+
+/// [`rest`] with curl's `--max-time` set to `timeout` (for calls that wait, such as an RTSP
+/// startup that answers once the camera answered).
+pub fn rest_timeout(port: u16, path: &str, body: &str, timeout: Duration) -> (u16, Value) {
+    let max_time = format!("{:.1}", timeout.as_secs_f64());
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
@@ -780,7 +787,7 @@ pub fn rest(port: u16, path: &str, body: &str) -> (u16, Value) {
             "-w",
             "\n%{http_code}",
             "--max-time",
-            "5",
+            &max_time,
             "-X",
             "POST",
             "-H",
@@ -1463,4 +1470,386 @@ pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// Asserts a condition about a path on disk exists (helper for config files).
 pub fn write_file(path: &Path, text: &str) {
     fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+// ------------------------------------------------------------------------------------------------
+// RTSP cameras (scripts/rtsp_camera.py, a real gst-rtsp-server)
+// ------------------------------------------------------------------------------------------------
+
+/// The user name of the test cameras.
+pub const CAMERA_USER: &str = "admin";
+/// The password of the test cameras, raw.
+pub const CAMERA_PASSWORD: &str = "p@ss:w0rd";
+/// The password as it is written in a camera URL (`@` and `:` escaped).
+pub const CAMERA_PASSWORD_ESCAPED: &str = "p%40ss%3Aw0rd";
+/// A part of the password found in every spelling of it (raw, escaped, escaped twice): a text
+/// that contains it leaks the password.
+pub const CAMERA_PASSWORD_MARK: &str = "w0rd";
+/// Frames per second of the test cameras.
+pub const CAMERA_FPS: u32 = 25;
+
+/// Percent-encodes every byte outside the URL-unreserved set (`A-Z a-z 0-9 - . _ ~`), so a whole
+/// URL (with its `:`, `/`, `@`, `?` and `%`) becomes one path segment.
+pub fn percent_encode_all(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How to start a test camera. `Default` is a digest-auth camera (`admin` / `p@ss:w0rd`) at
+/// `/cam`, x264 320x240 at 25 fps with a keyframe every second, and AAC audio.
+#[derive(Clone, Debug)]
+pub struct CameraOpts {
+    pub path: String,
+    /// `None`: no authentication.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// `digest`, `basic` or `none`.
+    pub auth: String,
+    /// `aac`, `pcma`, `pcmu` or `none`.
+    pub audio: String,
+    /// `x264` or `openh264`.
+    pub encoder: String,
+    pub size: String,
+    pub gop: u32,
+}
+
+impl Default for CameraOpts {
+    fn default() -> CameraOpts {
+        CameraOpts {
+            path: "/cam".into(),
+            user: Some(CAMERA_USER.into()),
+            password: Some(CAMERA_PASSWORD.into()),
+            auth: "digest".into(),
+            audio: "aac".into(),
+            encoder: "x264".into(),
+            size: "320x240".into(),
+            gop: CAMERA_FPS,
+        }
+    }
+}
+
+impl CameraOpts {
+    pub fn audio(mut self, audio: &str) -> CameraOpts {
+        self.audio = audio.into();
+        self
+    }
+
+    pub fn encoder(mut self, encoder: &str) -> CameraOpts {
+        self.encoder = encoder.into();
+        self
+    }
+
+    /// `digest`, `basic` or `none` (same user and password).
+    pub fn auth(mut self, auth: &str) -> CameraOpts {
+        self.auth = auth.into();
+        self
+    }
+
+    pub fn no_auth(mut self) -> CameraOpts {
+        self.user = None;
+        self.password = None;
+        self.auth = "none".into();
+        self
+    }
+}
+
+/// `scripts/rtsp_camera.py` run with Debian's `/usr/bin/python3` on a free loopback port; killed
+/// on drop. It prints one JSON line per connect/request/close and keeps counters in a stats file.
+pub struct Camera {
+    proc: Option<Proc>,
+    pub port: u16,
+    pub opts: CameraOpts,
+    pub stats_path: PathBuf,
+    /// stdout of the runs before a kill, so [`Camera::events`] covers every run.
+    past_stdout: String,
+    dir: TempDir,
+}
+
+pub fn camera_script() -> PathBuf {
+    repo_root().join("scripts").join("rtsp_camera.py")
+}
+
+impl Camera {
+    /// Starts a camera on a free port and waits (at most 20 s) until it listens.
+    pub fn start(opts: CameraOpts) -> Camera {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = TempDir::new("camera");
+            let stats_path = dir.join("stats.json");
+            let mut cam = Camera {
+                proc: None,
+                port,
+                opts: opts.clone(),
+                stats_path,
+                past_stdout: String::new(),
+                dir,
+            };
+            match cam.spawn(Duration::from_secs(20)) {
+                Ok(()) => return cam,
+                Err(e) => last = e,
+            }
+        }
+        panic!("camera did not start: {last}");
+    }
+
+    fn spawn(&mut self, timeout: Duration) -> Result<(), String> {
+        let _ = fs::remove_file(&self.stats_path);
+        let mut args = vec![
+            camera_script().display().to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            self.port.to_string(),
+            "--path".into(),
+            self.opts.path.clone(),
+            "--auth".into(),
+            self.opts.auth.clone(),
+            "--audio".into(),
+            self.opts.audio.clone(),
+            "--encoder".into(),
+            self.opts.encoder.clone(),
+            "--size".into(),
+            self.opts.size.clone(),
+            "--fps".into(),
+            CAMERA_FPS.to_string(),
+            "--gop".into(),
+            self.opts.gop.to_string(),
+            "--stats-file".into(),
+            self.stats_path.display().to_string(),
+        ];
+        if let (Some(u), Some(p)) = (&self.opts.user, &self.opts.password) {
+            args.extend(["--user".into(), u.clone(), "--password".into(), p.clone()]);
+        }
+        if !Path::new("/usr/bin/python3").exists() {
+            panic!("/usr/bin/python3 missing: run scripts/install-test-deps.sh");
+        }
+        let mut p = Proc::spawn("rtsp-camera", "/usr/bin/python3", &args);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if p.stdout().contains("\"event\": \"listening\"") {
+                self.proc = Some(p);
+                return Ok(());
+            }
+            if !p.is_running() {
+                return Err(format!(
+                    "camera on port {} exited: {}{} (run scripts/install-test-deps.sh)",
+                    self.port,
+                    p.stdout(),
+                    tail(&p.stderr(), 20)
+                ));
+            }
+            if Instant::now() > deadline {
+                let err = tail(&p.stderr(), 20);
+                p.kill();
+                return Err(format!("camera not listening within {timeout:?}: {err}"));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `rtsp://admin:p%40ss%3Aw0rd@127.0.0.1:PORT/cam` (no user part without authentication).
+    pub fn url(&self) -> String {
+        match &self.opts.user {
+            Some(u) => self.url_with(u, CAMERA_PASSWORD_ESCAPED),
+            None => format!("rtsp://127.0.0.1:{}{}", self.port, self.opts.path),
+        }
+    }
+
+    /// The camera URL with these credentials (`password` as written in the URL, escaped).
+    pub fn url_with(&self, user: &str, password: &str) -> String {
+        format!(
+            "rtsp://{user}:{password}@127.0.0.1:{}{}",
+            self.port, self.opts.path
+        )
+    }
+
+    /// The stats snapshot of the current run (`Value::Null` before its first write).
+    pub fn stats(&self) -> Value {
+        fs::read_to_string(&self.stats_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// RTSP connections accepted by the current run of the camera.
+    pub fn total_connections(&self) -> u64 {
+        self.stats()["total_connections"].as_u64().unwrap_or(0)
+    }
+
+    /// Connections open now on the current run.
+    pub fn active_connections(&self) -> i64 {
+        self.stats()["active"].as_i64().unwrap_or(0)
+    }
+
+    /// Every JSON event line the camera printed, over all its runs.
+    pub fn events(&self) -> Vec<Value> {
+        let mut text = self.past_stdout.clone();
+        if let Some(p) = &self.proc {
+            text.push_str(&p.stdout());
+        }
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect()
+    }
+
+    /// The events named `name` (`connect`, `request`, `close`, `listening`).
+    pub fn events_named(&self, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+
+    /// Polls the events until one matches; None after `timeout`.
+    pub fn wait_event(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
+                return Some(e);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls the current run's stats until `pred` holds; returns the last snapshot.
+    pub fn wait_stats(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> (bool, Value) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.stats();
+            if pred(&v) {
+                return (true, v);
+            }
+            if Instant::now() > deadline {
+                return (false, v);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the camera with SIGKILL (like pulling its cable: no TEARDOWN, no goodbye).
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+            self.past_stdout.push_str(&p.stdout());
+        }
+    }
+
+    /// Starts the camera again on the same port (retrying the bind for up to 10 s).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.spawn(Duration::from_secs(20)) {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("camera could not restart on port {}: {e}", self.port)
+                }
+                Err(_) => thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.is_running())
+    }
+
+    /// The camera's stdout and stderr (current run) for failure messages.
+    pub fn describe(&self) -> String {
+        let mut text = self.past_stdout.clone();
+        let mut err = String::new();
+        if let Some(p) = &self.proc {
+            text.push_str(&p.stdout());
+            err = p.stderr();
+        }
+        format!(
+            "camera on port {} events:\n{}\nstderr:\n{}",
+            self.port,
+            tail(&text, 40),
+            tail(&err, 10)
+        )
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("----- {} -----", self.describe());
+        }
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+}
+
+impl Server {
+    /// POSTs to `/rest-api/rtsp/PATH` (waiting up to 30 s: a startup answers once the camera
+    /// answered or its first attempt failed).
+    pub fn rtsp(&self, path: &str, body: &Value) -> (u16, Value) {
+        rest_timeout(
+            self.rest_port,
+            &format!("rtsp/{path}"),
+            &body.to_string(),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// The pull objects of `/rest-api/rtsp/find_all` (empty on 404; panics on any other answer).
+    pub fn rtsp_pulls(&self) -> Vec<Value> {
+        let (status, v) = self.rest("rtsp/find_all", "{}");
+        match status {
+            200 => v
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| panic!("rtsp/find_all answered 200 without a JSON array: {v}")),
+            404 => Vec::new(),
+            _ => panic!("rtsp/find_all answered {status}: {v}"),
+        }
+    }
+
+    /// Polls `rtsp/find_all` until `pred` holds for the list of pulls; returns the last list.
+    pub fn wait_pulls(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> (bool, Vec<Value>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pulls = self.rtsp_pulls();
+            if pred(&pulls) {
+                return (true, pulls);
+            }
+            if Instant::now() > deadline {
+                return (false, pulls);
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The RTMP URL that plays a camera by its URL: `rtmp://.../live/` + the whole camera URL
+    /// percent-encoded as one path segment.
+    pub fn camera_play_url(&self, camera_url: &str) -> String {
+        self.url(&percent_encode_all(camera_url))
+    }
+}
+
+/// The pull whose masked `uri` points at this host:port/path (credentials and query ignored
+/// unless `query` is given).
+pub fn find_pull<'a>(pulls: &'a [Value], port: u16, path_and_query: &str) -> Option<&'a Value> {
+    let wanted = format!("127.0.0.1:{port}{path_and_query}");
+    pulls.iter().find(|p| {
+        p["uri"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&wanted) && u.starts_with("rtsp://"))
+    })
 }

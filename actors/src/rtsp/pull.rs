@@ -127,7 +127,8 @@ impl RtspPull {
     fn info(&self) -> PullInfo {
         PullInfo {
             uri: self.camera.masked().to_string(),
-            name: self.stream_name.to_string(),
+            name: self.stream_name.name.clone(),
+            app: self.stream_name.app.clone(),
             status: self.status.as_str(),
             tracks: self.tracks.clone(),
             viewers: self.viewers,
@@ -197,6 +198,12 @@ impl RtspPull {
         warn!(camera = %self.camera.masked(), stream = %self.stream_name, reason = %reason, "camera lost or unreachable");
         self.last_error = Some(reason.clone());
         self.settle_first_attempt(Err(reason));
+        if self.status == PullStatus::Playing {
+            if let Some((hub, token)) = &self.hub {
+                // Viewers hear UnpublishNotify and stay attached for the reconnect.
+                hub.interrupt(*token);
+            }
+        }
         self.status = PullStatus::Reconnecting;
         self.connected_since = None;
         self.failures_in_row += 1;

@@ -76,6 +76,16 @@ impl MediaHub {
         }
     }
 
+    /// The publisher is still this stream's, but its source is gone for now (a camera being
+    /// reconnected): players are told and wait for the next epoch.
+    pub fn interrupt(&self, token: u64) {
+        let mut state = self.lock();
+        if state.token == token {
+            state.gop.reset();
+            let _ = self.sender.send(MediaPacket::Unpublished);
+        }
+    }
+
     pub fn push_frame(&self, token: u64, frame: Frame) {
         let frame = Arc::new(frame);
         let mut state = self.lock();
