@@ -67,14 +67,24 @@ fn unavailable() -> HttpResponse {
     error(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
 }
 
-async fn find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
-            return error(
+/// `find_all` takes no parameters, but a body that is there must still be JSON.
+fn malformed_optional_body(body: &[u8]) -> Option<HttpResponse> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    serde_json::from_slice::<serde_json::Value>(body)
+        .err()
+        .map(|e| {
+            error(
                 StatusCode::BAD_REQUEST,
                 format!("invalid request body: {e}"),
-            );
-        }
+            )
+        })
+}
+
+async fn find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    if let Some(response) = malformed_optional_body(&body) {
+        return response;
     }
     let Ok(streams) = state.registry.send(ListStreams).await else {
         return unavailable();
@@ -188,13 +198,8 @@ async fn rtsp_startup(state: web::Data<RestState>, body: web::Bytes) -> HttpResp
 }
 
 async fn rtsp_find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        if let Err(e) = serde_json::from_slice::<serde_json::Value>(&body) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid request body: {e}"),
-            );
-        }
+    if let Some(response) = malformed_optional_body(&body) {
+        return response;
     }
     let Ok(pulls) = state.registry.send(ListPulls).await else {
         return unavailable();
