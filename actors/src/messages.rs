@@ -84,7 +84,7 @@ pub struct StreamIdle {
 
 /// Publisher connection → Stream: start publishing. Returns the hub to push media into and
 /// the token that identifies this publisher to it.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<PublishGrant, StreamError>")]
 pub struct Publish {
     pub peer: PeerId,
@@ -109,7 +109,7 @@ pub struct Unpublish {
 
 /// Player connection → Stream: attach a player. Returns the snapshot (metadata, configs, GOP)
 /// and the fan-out receiver, taken together so no packet falls between them.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<Subscription, StreamError>")]
 pub struct Subscribe {
     pub peer: PeerId,

@@ -194,13 +194,14 @@ impl Handler<PullStopped> for Registry {
 }
 
 /// Finds or creates the stream and runs `op` on it, asking again while it is retiring.
+/// Returns `op`'s answer with the stream that gave it.
 pub async fn with_stream<T, F, Fut>(
     registry: &Addr<Registry>,
     name: &StreamName,
-    mut op: F,
-) -> Result<T, StreamError>
+    op: F,
+) -> Result<(T, Addr<Stream>), StreamError>
 where
-    F: FnMut(Addr<Stream>) -> Fut,
+    F: Fn(Addr<Stream>) -> Fut,
     Fut: std::future::Future<Output = Result<Result<T, StreamError>, MailboxError>>,
 {
     for _ in 0..20 {
@@ -210,11 +211,11 @@ where
         else {
             return Err(StreamError::Retired);
         };
-        match op(stream).await {
+        match op(stream.clone()).await {
             Ok(Err(StreamError::Retired)) | Err(_) => {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
-            Ok(result) => return result,
+            Ok(result) => return result.map(|answer| (answer, stream)),
         }
     }
     Err(StreamError::Retired)

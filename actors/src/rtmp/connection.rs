@@ -324,26 +324,17 @@ impl RtmpConnection {
         };
         let key = stream_name.clone();
         let fut = async move {
-            let mut request = Some(request);
-            let mut found = None;
-            let result = with_stream(&registry, &key, |stream| {
-                found = Some(stream.clone());
-                let req = request.take();
-                async move {
-                    match req {
-                        Some(r) => stream.send(r).await,
-                        None => Ok(Err(StreamError::Retired)),
-                    }
-                }
+            with_stream(&registry, &key, |stream| {
+                let request = request.clone();
+                async move { stream.send(request).await }
             })
-            .await;
-            (result, found)
+            .await
         };
         fut.into_actor(self)
-            .map(move |(result, stream), conn, ctx| {
+            .map(move |result, conn, ctx| {
                 conn.deciding = false;
-                match (result, stream) {
-                    (Ok(grant), Some(stream)) => {
+                match result {
+                    Ok((grant, stream)) => {
                         let mut out = OutQueue::new();
                         let _ = conn.session.accept_publish(&mut out, stream_id, &stream_name.name);
                         conn.send(out, ctx);
@@ -357,7 +348,7 @@ impl RtmpConnection {
                             bad_tags: 0,
                         });
                     }
-                    (Err(StreamError::AlreadyPublishing(_)), _) => {
+                    Err(StreamError::AlreadyPublishing(_)) => {
                         info!(stream = %stream_name, peer = %conn.address, "RTMP publish refused: already publishing");
                         conn.refuse(
                             stream_id,
@@ -427,29 +418,28 @@ impl RtmpConnection {
                     .await
                 {
                     Ok(Ok(handle)) => handle.stream,
-                    _ => return (Err(StreamError::Retired), None, requested),
+                    _ => return (Err(StreamError::Retired), requested),
                 },
                 None => requested,
             };
-            let mut found = None;
+            let request = Subscribe {
+                peer,
+                protocol: Protocol::Rtmp,
+                address,
+                control: me.recipient(),
+            };
             let result = with_stream(&registry, &key, |stream| {
-                found = Some(stream.clone());
-                let request = Subscribe {
-                    peer,
-                    protocol: Protocol::Rtmp,
-                    address: address.clone(),
-                    control: me.clone().recipient(),
-                };
+                let request = request.clone();
                 async move { stream.send(request).await }
             })
             .await;
-            (result, found, key)
+            (result, key)
         };
         fut.into_actor(self)
-            .map(move |(result, stream, stream_name), conn, ctx| {
+            .map(move |(result, stream_name), conn, ctx| {
                 conn.deciding = false;
-                match (result, stream) {
-                    (Ok(subscription), Some(stream)) => {
+                match result {
+                    Ok((subscription, stream)) => {
                         let mut out = OutQueue::new();
                         let _ = conn
                             .session

@@ -264,37 +264,32 @@ impl Actor for RtspPull {
         ctx.run_interval(Duration::from_secs(1), |pull, ctx| pull.watch(ctx));
         let registry = self.registry.clone();
         let name = self.stream_name.clone();
-        let address = self.camera.masked().to_string();
-        let me = ctx.address();
+        let request = Publish {
+            peer: PeerId::next(),
+            protocol: Protocol::Rtsp,
+            address: self.camera.masked().to_string(),
+            query: Default::default(),
+            control: ctx.address().recipient(),
+        };
         async move {
-            let mut found = None;
-            let result = with_stream(&registry, &name, |stream| {
-                found = Some(stream.clone());
-                let request = Publish {
-                    peer: PeerId::next(),
-                    protocol: Protocol::Rtsp,
-                    address: address.clone(),
-                    query: Default::default(),
-                    control: me.clone().recipient(),
-                };
+            with_stream(&registry, &name, |stream| {
+                let request = request.clone();
                 async move { stream.send(request).await }
             })
-            .await;
-            (result, found)
+            .await
         }
         .into_actor(self)
-        .map(|(result, stream), pull, ctx| match (result, stream) {
-            (Ok(grant), Some(stream)) => {
+        .map(|result, pull, ctx| match result {
+            Ok((grant, stream)) => {
                 pull.stream = Some(stream);
                 pull.hub = Some((grant.hub, grant.token));
                 pull.connect(ctx);
             }
-            (Err(e), _) => pull.stop(
+            Err(e) => pull.stop(
                 &format!("cannot publish the camera: {e}"),
                 "NetStream.Play.Failed",
                 ctx,
             ),
-            (Ok(_), None) => pull.stop("stream unavailable", "NetStream.Play.Failed", ctx),
         })
         .wait(ctx);
     }
