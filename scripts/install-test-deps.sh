@@ -21,6 +21,13 @@ apt_update_once() {
   fi
 }
 
+# Installs Debian packages without recommends, updating the package lists first (once).
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  apt_update_once
+  $SUDO apt-get install -y -qq --no-install-recommends "$@"
+}
+
 # command-to-check => Debian package
 declare -A NEED=(
   [ffmpeg]=ffmpeg          # publisher and players (libx264, aac)
@@ -48,9 +55,7 @@ if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-test-deps: all present (ffmpeg, ffprobe, curl, cmake, pkg-config)"
 else
   echo "install-test-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt_update_once
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_install "${missing[@]}"
 fi
 
 # ffmpeg must have the encoders the tests publish with.
@@ -86,9 +91,7 @@ if camera_ready; then
   echo "install-test-deps: RTSP camera (gst-rtsp-server, python3-gi, GStreamer plugins) present"
 else
   echo "install-test-deps: installing the RTSP camera's packages: ${GST_PKGS[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt_update_once
-  $SUDO apt-get install -y -qq --no-install-recommends "${GST_PKGS[@]}"
+  apt_install "${GST_PKGS[@]}"
   if ! camera_ready; then
     echo "install-test-deps: GStreamer RTSP server or one of these elements is still missing:" \
       "${GST_ELEMENTS[*]}" >&2

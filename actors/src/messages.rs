@@ -134,7 +134,7 @@ pub struct Unsubscribe {
 }
 
 /// REST → Stream: a description of the stream.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "StreamInfo")]
 pub struct GetStreamInfo;
 
@@ -191,7 +191,7 @@ pub struct PullStopped {
 }
 
 /// REST → Pull: a description of the pull.
-#[derive(Message)]
+#[derive(Message, Clone)]
 #[rtype(result = "PullInfo")]
 pub struct GetPullInfo;
 

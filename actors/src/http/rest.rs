@@ -5,12 +5,13 @@
 
 use crate::messages::*;
 use crate::registry::Registry;
+use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::StreamName;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -82,24 +83,35 @@ fn malformed_optional_body(body: &[u8]) -> Option<HttpResponse> {
         })
 }
 
-async fn find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
-    if let Some(response) = malformed_optional_body(&body) {
-        return response;
-    }
-    let Ok(streams) = state.registry.send(ListStreams).await else {
-        return unavailable();
-    };
-    let mut infos = Vec::with_capacity(streams.len());
-    for stream in streams {
-        // A stream that stopped between the listing and now is simply not listed.
-        if let Ok(info) = stream.send(GetStreamInfo).await {
+/// Asks every actor for its description: 200 with the list, or 404 with `none` when empty.
+/// An actor that stopped between the listing and the question is simply not listed.
+async fn describe_all<A, M>(actors: Vec<Addr<A>>, question: M, none: &str) -> HttpResponse
+where
+    A: Actor + Handler<M>,
+    A::Context: ToEnvelope<A, M>,
+    M: Message + Clone + Send + 'static,
+    M::Result: Serialize + Send,
+{
+    let mut infos = Vec::with_capacity(actors.len());
+    for actor in actors {
+        if let Ok(info) = actor.send(question.clone()).await {
             infos.push(info);
         }
     }
     if infos.is_empty() {
-        return error(StatusCode::NOT_FOUND, "no streams");
+        return error(StatusCode::NOT_FOUND, none);
     }
     HttpResponse::Ok().json(infos)
+}
+
+async fn find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    if let Some(response) = malformed_optional_body(&body) {
+        return response;
+    }
+    match state.registry.send(ListStreams).await {
+        Ok(streams) => describe_all(streams, GetStreamInfo, "no streams").await,
+        Err(_) => unavailable(),
+    }
 }
 
 async fn lookup(
@@ -201,19 +213,10 @@ async fn rtsp_find_all(state: web::Data<RestState>, body: web::Bytes) -> HttpRes
     if let Some(response) = malformed_optional_body(&body) {
         return response;
     }
-    let Ok(pulls) = state.registry.send(ListPulls).await else {
-        return unavailable();
-    };
-    let mut infos = Vec::with_capacity(pulls.len());
-    for pull in pulls {
-        if let Ok(info) = pull.send(GetPullInfo).await {
-            infos.push(info);
-        }
+    match state.registry.send(ListPulls).await {
+        Ok(pulls) => describe_all(pulls, GetPullInfo, "no pulls").await,
+        Err(_) => unavailable(),
     }
-    if infos.is_empty() {
-        return error(StatusCode::NOT_FOUND, "no pulls");
-    }
-    HttpResponse::Ok().json(infos)
 }
 
 async fn rtsp_terminate(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {

@@ -182,7 +182,10 @@ impl RtspPull {
         let camera = self.camera.clone();
         let settings = Arc::clone(&self.settings);
         let me = ctx.address();
-        let run = run_camera(camera, settings, hub, token, me);
+        // The stream began the first epoch when it granted the publish; each reconnect begins
+        // the next one, so players rebase their timestamps.
+        let new_epoch = self.ever_played;
+        let run = run_camera(camera, settings, hub, token, new_epoch, me);
         let handle = ctx.spawn(run.into_actor(self).map(|result, pull, ctx| {
             pull.session = None;
             pull.session_ended(result, ctx);
@@ -437,6 +440,7 @@ async fn run_camera(
     settings: Arc<RtspSettings>,
     hub: Arc<MediaHub>,
     token: u64,
+    new_epoch: bool,
     pull: Addr<RtspPull>,
 ) -> Result<(), String> {
     let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
@@ -507,7 +511,9 @@ async fn run_camera(
             )
         })??;
 
-    hub.begin_publish(token);
+    if new_epoch {
+        hub.begin_publish(token);
+    }
     for (i, codec, clock_rate, channels) in &chosen {
         let parameters = session.streams().get(*i).and_then(|s| s.parameters());
         if let Some(config) = track_config(*codec, parameters, *clock_rate, *channels, 0) {
