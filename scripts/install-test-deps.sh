@@ -33,11 +33,9 @@ declare -A NEED=(
   [ffmpeg]=ffmpeg          # publisher and players (libx264, aac)
   [ffprobe]=ffmpeg         # first-packet checks
   [curl]=curl              # REST API calls
-  [cmake]=cmake            # native builds of some crates (e.g. bundled libopus, later)
+  [cmake]=cmake            # the opus crate's bundled libopus (scripts/install-build-deps.sh too)
   [pkg-config]=pkg-config
 )
-# Later issues add their peers here, for example:
-#   [chromium]=chromium            # WebRTC / MSE playback in a headless browser (+ fonts-liberation)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -97,4 +95,35 @@ else
       "${GST_ELEMENTS[*]}" >&2
     exit 1
   fi
+fi
+
+# Browser tests (tests/webrtc_play.rs): Debian's Chromium with fonts, driven by playwright-core
+# (which never downloads a browser here), and Node.js to run the scenarios in tests/browser. Their
+# npm packages are installed from tests/browser/package-lock.json, again only when it changed.
+if command -v chromium >/dev/null 2>&1 && dpkg -s fonts-liberation >/dev/null 2>&1; then
+  echo "install-test-deps: chromium and fonts-liberation present"
+else
+  echo "install-test-deps: installing chromium fonts-liberation"
+  apt_install chromium fonts-liberation
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-test-deps: installing nodejs npm"
+  apt_install nodejs npm
+fi
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+  echo "install-test-deps: node $(node --version) is too old for playwright-core 1.65 (needs >= 20)" >&2
+  exit 1
+fi
+BROWSER_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+lock_sum="$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)"
+stamp="$BROWSER_DIR/node_modules/.installed-lock-sha256"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$lock_sum" ] \
+   && [ -f "$BROWSER_DIR/node_modules/playwright-core/package.json" ] \
+   && [ -f "$BROWSER_DIR/node_modules/ws/package.json" ]; then
+  echo "install-test-deps: browser test packages (playwright-core, ws) present"
+else
+  echo "install-test-deps: npm ci in tests/browser"
+  (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" >"$stamp"
 fi

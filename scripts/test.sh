@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/install-build-deps.sh
 bash scripts/install-test-deps.sh
 
 echo "==> cargo build --workspace --bins"

@@ -5,13 +5,16 @@
 //!
 //! - [`media`]: stream names, codecs, the shared [`media::Frame`], GOP cache, player timeline and
 //!   lag policy.
-//! - [`codec`]: FLV tag bodies, H.264 decoder configuration, AAC AudioSpecificConfig, AMF metadata.
+//! - [`codec`]: FLV tag bodies, H.264 decoder configuration, AAC AudioSpecificConfig, AMF metadata,
+//!   AAC to Opus transcoding.
 //! - [`rtmp`]: RTMP chunk decoding/encoding (zero-copy for media) and the server session.
 //! - [`camera`]: camera URLs: normalised keys, credentials apart, masked for logs.
 //! - [`settings`]: typed settings loaded from the embedded defaults, a file and the environment.
+//! - [`webrtc`]: the WebSocket signalling protocol and the codec choice for WebRTC answers.
 
 pub mod camera;
 pub mod codec;
 pub mod media;
 pub mod rtmp;
 pub mod settings;
+pub mod webrtc;

@@ -36,6 +36,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub rest: RestSettings,
     pub rtsp: RtspSettings,
+    pub webrtc: WebrtcSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +77,7 @@ pub struct HttpSettings {
     pub address: String,
     pub port: u16,
     pub web_root: String,
+    pub stream_list: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +98,31 @@ pub struct RtspSettings {
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
     pub client_address: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebrtcSettings {
+    pub enabled: bool,
+    pub ice_addresses: String,
+    pub public_ip: String,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub keepalive_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_streams_per_session: usize,
+}
+
+impl WebrtcSettings {
+    /// The configured host-candidate addresses (empty: choose automatically). Valid after
+    /// [`Settings::load`].
+    pub fn ice_addresses(&self) -> Vec<std::net::IpAddr> {
+        self.ice_addresses
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .filter_map(|a| a.parse().ok())
+            .collect()
+    }
 }
 
 impl Settings {
@@ -222,6 +249,34 @@ impl Settings {
                     .into(),
             );
         }
+        for address in self.webrtc.ice_addresses.split(',').map(str::trim) {
+            if !address.is_empty() && address.parse::<std::net::IpAddr>().is_err() {
+                return invalid(
+                    "webrtc.ice_addresses",
+                    format!("'{address}' is not an IP address"),
+                );
+            }
+        }
+        if !self.webrtc.public_ip.is_empty()
+            && self.webrtc.public_ip.parse::<std::net::IpAddr>().is_err()
+        {
+            return invalid(
+                "webrtc.public_ip",
+                format!("'{}' is not an IP address", self.webrtc.public_ip),
+            );
+        }
+        if self.webrtc.port_min == 0 || self.webrtc.port_min > self.webrtc.port_max {
+            return invalid(
+                "webrtc.port_min",
+                "must be at least 1 and not exceed webrtc.port_max".into(),
+            );
+        }
+        if self.webrtc.max_streams_per_session == 0 {
+            return invalid(
+                "webrtc.max_streams_per_session",
+                "must be at least 1".into(),
+            );
+        }
         if self.rtsp.reconnect_min_ms > self.rtsp.reconnect_max_ms {
             return invalid(
                 "rtsp.reconnect_min_ms",
@@ -235,6 +290,11 @@ impl Settings {
             ("rtmp.handshake_timeout_ms", self.rtmp.handshake_timeout_ms),
             ("rtmp.idle_timeout_ms", self.rtmp.idle_timeout_ms),
             ("stream.player_max_lag_ms", self.stream.player_max_lag_ms),
+            (
+                "webrtc.keepalive_timeout_ms",
+                self.webrtc.keepalive_timeout_ms,
+            ),
+            ("webrtc.connect_timeout_ms", self.webrtc.connect_timeout_ms),
         ] {
             if value == 0 {
                 return invalid(key, "must be greater than 0".into());

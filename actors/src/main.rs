@@ -8,6 +8,8 @@ mod registry;
 mod rtmp;
 mod rtsp;
 mod stream;
+mod webrtc;
+mod ws;
 
 use actix::prelude::*;
 use actix_web::{App, HttpServer};
@@ -118,15 +120,16 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
 
     let mut servers = Vec::new();
+    let rest_state = Arc::new(http::rest::RestState {
+        registry: registry.clone(),
+        default_app: settings.rtmp.default_app.clone(),
+        first_attempt_timeout: std::time::Duration::from_millis(
+            settings.rtsp.connect_timeout_ms + 2_000,
+        ),
+    });
     if settings.rest.enabled {
         let address = socket_addr(&settings.rest.address, settings.rest.port);
-        let state = Arc::new(http::rest::RestState {
-            registry: registry.clone(),
-            default_app: settings.rtmp.default_app.clone(),
-            first_attempt_timeout: std::time::Duration::from_millis(
-                settings.rtsp.connect_timeout_ms + 2_000,
-            ),
-        });
+        let state = Arc::clone(&rest_state);
         let server = HttpServer::new(move || {
             let state = Arc::clone(&state);
             App::new().configure(move |cfg| http::rest::configure(cfg, state))
@@ -141,12 +144,26 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     if settings.http.enabled {
         let address = socket_addr(&settings.http.address, settings.http.port);
-        let web_root = PathBuf::from(&settings.http.web_root);
+        let state = Arc::new(http::web::WebState {
+            web_root: PathBuf::from(&settings.http.web_root),
+            signalling: settings.webrtc.enabled.then(|| {
+                Arc::new(ws::SessionContext {
+                    registry: registry.clone(),
+                    webrtc: webrtc::WebrtcContext::new(
+                        settings.webrtc.clone(),
+                        Arc::new(settings.stream.clone()),
+                    ),
+                    default_app: settings.rtmp.default_app.clone(),
+                })
+            }),
+            listings: settings.http.stream_list.then(|| Arc::clone(&rest_state)),
+        });
         let server = HttpServer::new(move || {
-            let web_root = web_root.clone();
-            App::new().configure(move |cfg| http::web::configure(cfg, web_root))
+            let state = Arc::clone(&state);
+            App::new().configure(move |cfg| http::web::configure(cfg, &state))
         })
-        .workers(1)
+        // Signalling sessions and their WebRTC viewers live on these workers.
+        .workers(workers)
         .disable_signals()
         .bind(address)
         .map_err(|e| format!("cannot listen for HTTP on {address} (http.port): {e}"))?

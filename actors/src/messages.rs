@@ -38,6 +38,8 @@ pub enum Protocol {
     Rtmp,
     /// A camera pulled over RTSP (as a publisher).
     Rtsp,
+    /// A browser (or other WebRTC peer) signalled over the WebSocket.
+    Webrtc,
 }
 
 /// Why a stream refused a publisher or player.
@@ -124,6 +126,19 @@ pub struct Subscription {
     /// Counter of bytes sent to players, shared by all players of the stream.
     pub bytes_out: Arc<AtomicU64>,
     pub publishing: bool,
+    /// The stream's data plane, for players that take a fresh snapshot later (a WebRTC viewer
+    /// starts its media only once its connection is up).
+    pub hub: Arc<MediaHub>,
+}
+
+/// Player → Stream: this player needs the stream's audio as `codec` (Opus for WebRTC viewers).
+/// The stream runs one transcoder per target codec while any attached player needs it; the
+/// demand ends with the player's `Unsubscribe`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NeedAudio {
+    pub peer: PeerId,
+    pub codec: mediarouter_core::media::Codec,
 }
 
 /// Player connection → Stream: the player left.

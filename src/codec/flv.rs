@@ -71,13 +71,13 @@ pub fn parse_video(body: Bytes, dts_us: i64) -> Result<Tag, CodecError> {
                 info,
             }))
         }
-        1 => Ok(Tag::Frame(Frame {
-            codec: Codec::H264,
+        1 => Ok(Tag::Frame(Frame::new(
+            Codec::H264,
             dts_us,
-            cts_us: cts_ms.saturating_mul(1000),
+            cts_ms.saturating_mul(1000),
             keyframe,
-            payload: body.slice(5..),
-        })),
+            body.slice(5..),
+        ))),
         _ => Ok(Tag::Skip),
     }
 }
@@ -88,15 +88,7 @@ pub fn parse_audio(body: Bytes, dts_us: i64) -> Result<Tag, CodecError> {
         return Ok(Tag::Skip);
     };
     let format = first >> 4;
-    let frame = |codec, payload| {
-        Tag::Frame(Frame {
-            codec,
-            dts_us,
-            cts_us: 0,
-            keyframe: true,
-            payload,
-        })
-    };
+    let frame = |codec, payload| Tag::Frame(Frame::new(codec, dts_us, 0, true, payload));
     match format {
         AUDIO_FORMAT_AAC => {
             if body.len() < 2 {
@@ -125,13 +117,7 @@ pub fn parse_audio(body: Bytes, dts_us: i64) -> Result<Tag, CodecError> {
 }
 
 fn opaque_frame(codec: Codec, body: Bytes, dts_us: i64, keyframe: bool) -> Tag {
-    Tag::Frame(Frame {
-        codec,
-        dts_us,
-        cts_us: 0,
-        keyframe,
-        payload: body,
-    })
+    Tag::Frame(Frame::new(codec, dts_us, 0, keyframe, body))
 }
 
 fn opaque_config(codec: Codec, body: Bytes, dts_us: i64) -> Tag {

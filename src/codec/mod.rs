@@ -1,12 +1,16 @@
 //! Codec glue: FLV tag bodies to and from [`crate::media`] frames, and what can be learnt from
-//! codec configurations (H.264 decoder configuration, AAC AudioSpecificConfig, AMF metadata).
+//! codec configurations (H.264 decoder configuration, AAC AudioSpecificConfig, AMF metadata),
+//! and H.264 RTP payloads for WebRTC viewers; [`audio`] transcodes AAC to Opus for them.
 //!
-//! Invariant: parsing never copies a payload; frames are `Bytes` slices of what was received.
+//! Invariant: parsing never copies a payload; frames are `Bytes` slices of what was received
+//! (transcoded audio is new data, made once per stream).
 
 pub mod aac;
 pub mod amf;
+pub mod audio;
 pub mod avc;
 pub mod flv;
+pub mod rtp;
 
 use thiserror::Error;
 

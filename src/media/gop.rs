@@ -104,13 +104,7 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(codec: Codec, key: bool, len: usize, dts: i64) -> Arc<Frame> {
-        Arc::new(Frame {
-            codec,
-            dts_us: dts,
-            cts_us: 0,
-            keyframe: key,
-            payload: Bytes::from(vec![0u8; len]),
-        })
+        Arc::new(Frame::new(codec, dts, 0, key, Bytes::from(vec![0u8; len])))
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub use name::{decode, split_query, QueryParams, StreamName};
 pub use timeline::Timeline;
 
 use bytes::Bytes;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Which kind of track a frame belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,9 +79,23 @@ pub struct Frame {
     /// A frame a decoder can start from (IDR for H.264; every audio frame).
     pub keyframe: bool,
     pub payload: Bytes,
+    /// RTP payloads of this frame, made by the first WebRTC viewer that sends it and reused by
+    /// all the others (see [`crate::codec::rtp`]).
+    pub rtp_payloads: OnceLock<Vec<Bytes>>,
 }
 
 impl Frame {
+    pub fn new(codec: Codec, dts_us: i64, cts_us: i32, keyframe: bool, payload: Bytes) -> Frame {
+        Frame {
+            codec,
+            dts_us,
+            cts_us,
+            keyframe,
+            payload,
+            rtp_payloads: OnceLock::new(),
+        }
+    }
+
     pub fn track(&self) -> TrackKind {
         self.codec.track()
     }

@@ -36,6 +36,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
         .default_service(web::to(not_found));
 }
 
+/// Only the two listings, read-only, for the web port's Streams page.
+pub fn configure_listings(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
+    cfg.app_data(web::Data::from(state)).service(
+        web::scope("/rest-api")
+            .route("/stream/find_all", web::post().to(find_all))
+            .route("/rtsp/find_all", web::post().to(rtsp_find_all)),
+    );
+}
+
 pub fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": message.into() }))
 }

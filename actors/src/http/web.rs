@@ -1,12 +1,31 @@
-//! Web pages and the JS SDK from `http.web_root`, served as static files on port 8080.
-//! The WebSocket signalling endpoint (`/ws`) joins here with the WebRTC work.
+//! Port 8080: the web pages and JS SDK from `http.web_root`, the WebSocket signalling endpoint
+//! `/ws`, and (with `http.stream_list`) read-only copies of the REST listings for the Streams
+//! page. Nothing here can change the server's state except through a signalling session.
 
+use crate::http::rest::{self, RestState};
+use crate::ws::{self, SessionContext};
 use actix_web::{web, HttpResponse};
 use std::path::PathBuf;
+use std::sync::Arc;
 
-pub fn configure(cfg: &mut web::ServiceConfig, web_root: PathBuf) {
-    if web_root.is_dir() {
-        cfg.service(actix_files::Files::new("/", web_root).index_file("index.html"));
+pub struct WebState {
+    pub web_root: PathBuf,
+    /// The signalling endpoint, when WebRTC is enabled.
+    pub signalling: Option<Arc<SessionContext>>,
+    /// The read-only listings, when `http.stream_list` is on.
+    pub listings: Option<Arc<RestState>>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, state: &WebState) {
+    if let Some(context) = &state.signalling {
+        cfg.app_data(web::Data::from(Arc::clone(context)))
+            .route("/ws", web::get().to(ws::signalling));
+    }
+    if let Some(listings) = &state.listings {
+        rest::configure_listings(cfg, Arc::clone(listings));
+    }
+    if state.web_root.is_dir() {
+        cfg.service(actix_files::Files::new("/", &state.web_root).index_file("index.html"));
     } else {
         cfg.default_service(web::to(|| async {
             HttpResponse::NotFound()

@@ -577,13 +577,7 @@ async fn run_camera(
         }
         hub.push_frame(
             token,
-            Frame {
-                codec: *codec,
-                dts_us,
-                cts_us: 0,
-                keyframe,
-                payload: Bytes::from(data),
-            },
+            Frame::new(*codec, dts_us, 0, keyframe, Bytes::from(data)),
         );
     }
 }

@@ -99,6 +99,23 @@ impl MediaHub {
         let _ = self.sender.send(MediaPacket::Frame(frame));
     }
 
+    /// A frame made from the stream's own (a transcoder's output), for the epoch it was made
+    /// in: dropped if that epoch has ended. Not counted as input.
+    pub fn push_derived(&self, epoch: u32, frame: Frame) {
+        let frame = Arc::new(frame);
+        let mut state = self.lock();
+        if state.token == 0 || state.epoch != epoch {
+            return;
+        }
+        state.gop.push(&frame);
+        let _ = self.sender.send(MediaPacket::Frame(frame));
+    }
+
+    /// The current publish epoch (counts publishes; 0 before the first).
+    pub fn epoch(&self) -> u32 {
+        self.lock().epoch
+    }
+
     pub fn push_config(&self, token: u64, config: TrackConfig) {
         let mut state = self.lock();
         if state.token != token {

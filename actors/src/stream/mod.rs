@@ -6,6 +6,7 @@
 //! timer; a stream with neither publisher nor players asks the registry to remove it.
 
 mod hub;
+mod transcode;
 
 pub use hub::MediaHub;
 
@@ -14,7 +15,7 @@ use crate::registry::Registry;
 use actix::prelude::*;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::settings::StreamSettings;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,6 +52,9 @@ pub struct Stream {
     bitrate_in_kbps: u64,
     bitrate_out_kbps: u64,
     last_bytes: (u64, u64),
+    /// Players that need the audio as Opus, and the one transcoder serving them all.
+    opus_demand: HashSet<PeerId>,
+    opus_transcoder: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Stream {
@@ -78,10 +82,23 @@ impl Stream {
             bitrate_in_kbps: 0,
             bitrate_out_kbps: 0,
             last_bytes: (0, 0),
+            opus_demand: HashSet::new(),
+            opus_transcoder: None,
+        }
+    }
+
+    /// The player no longer needs transcoded audio; the last one out stops the transcoder.
+    fn release_audio(&mut self, peer: PeerId) {
+        if self.opus_demand.remove(&peer) && self.opus_demand.is_empty() {
+            if let Some(task) = self.opus_transcoder.take() {
+                task.abort();
+                info!(stream = %self.name, "AAC to Opus transcoder stopped: no viewer needs it");
+            }
         }
     }
 
     fn stop_player(&mut self, peer: PeerId, code: &str, description: &str) {
+        self.release_audio(peer);
         if let Some(player) = self.players.remove(&peer) {
             player.control.do_send(PlayerCommand::Stop {
                 code: code.into(),
@@ -158,6 +175,7 @@ impl Stream {
         for p in self.players.values() {
             match p.protocol {
                 Protocol::Rtmp => players.rtmp += 1,
+                Protocol::Webrtc => players.webrtc += 1,
                 // Cameras publish; they never play.
                 Protocol::Rtsp => {}
             }
@@ -197,6 +215,9 @@ impl Actor for Stream {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        if let Some(task) = self.opus_transcoder.take() {
+            task.abort();
+        }
         info!(stream = %self.name, "stream closed");
     }
 }
@@ -293,6 +314,7 @@ impl Handler<Subscribe> for Stream {
             receiver,
             bytes_out: Arc::clone(&self.hub.bytes_out),
             publishing,
+            hub: Arc::clone(&self.hub),
         })
     }
 }
@@ -301,10 +323,30 @@ impl Handler<Unsubscribe> for Stream {
     type Result = ();
 
     fn handle(&mut self, msg: Unsubscribe, ctx: &mut Context<Self>) {
+        self.release_audio(msg.peer);
         if let Some(player) = self.players.remove(&msg.peer) {
             info!(stream = %self.name, peer = %player.address, players = self.players.len(), "player detached");
         }
         self.retire_if_idle(ctx);
+    }
+}
+
+impl Handler<NeedAudio> for Stream {
+    type Result = ();
+
+    fn handle(&mut self, msg: NeedAudio, _: &mut Context<Self>) {
+        if msg.codec != mediarouter_core::media::Codec::Opus
+            || !self.players.contains_key(&msg.peer)
+        {
+            return;
+        }
+        self.opus_demand.insert(msg.peer);
+        if self.opus_transcoder.is_none() {
+            self.opus_transcoder = Some(transcode::spawn_aac_to_opus(
+                Arc::clone(&self.hub),
+                self.name.clone(),
+            ));
+        }
     }
 }
 

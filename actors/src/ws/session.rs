@@ -1,0 +1,330 @@
+//! One signalling session: a WebSocket speaking the JSON protocol of `web/sdk/PROTOCOL.md`.
+//! It parses client messages, starts a [`WebrtcViewer`] per played stream, relays SDP and ICE
+//! between client and viewers, and forwards the viewers' statuses.
+//!
+//! Invariants: a bad message gets an `error` message and changes nothing else; the session holds
+//! at most `webrtc.max_streams_per_session` streams; a session silent for
+//! `webrtc.keepalive_timeout_ms` (no message, no pong) is closed; closing the session, for any
+//! reason, stops every viewer it started.
+
+use crate::registry::Registry;
+use crate::webrtc::{ToClient, ViewerSignal, ViewerSpec, WebrtcContext, WebrtcViewer};
+use actix::prelude::*;
+use actix_web_actors::ws;
+use mediarouter_core::camera::{is_camera_url, CameraUrl};
+use mediarouter_core::media::StreamName;
+use mediarouter_core::webrtc::signalling::{
+    ClientMessage, ProtocolError, ServerMessage, SessionStatus, StreamStatus,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// What every session needs from the server.
+pub struct SessionContext {
+    pub registry: Addr<Registry>,
+    pub webrtc: Arc<WebrtcContext>,
+    pub default_app: String,
+}
+
+pub struct WsSession {
+    id: String,
+    address: String,
+    context: Arc<SessionContext>,
+    /// Set by `connect`: the application of bare stream names.
+    app: Option<String>,
+    streams: HashMap<String, Addr<WebrtcViewer>>,
+    last_heard: Instant,
+    closing: bool,
+}
+
+impl WsSession {
+    pub fn new(address: String, context: Arc<SessionContext>) -> WsSession {
+        WsSession {
+            id: format!("s-{:08x}", rand::random::<u32>()),
+            address,
+            context,
+            app: None,
+            streams: HashMap::new(),
+            last_heard: Instant::now(),
+            closing: false,
+        }
+    }
+
+    fn send(&self, message: &ServerMessage, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.text(message.to_json());
+    }
+
+    fn error(&self, error: ProtocolError, ctx: &mut ws::WebsocketContext<Self>) {
+        debug!(session = %self.id, peer = %self.address, code = error.code, "signalling error: {}", error.message);
+        self.send(&error.to_message(), ctx);
+    }
+
+    /// Says goodbye with a final session status and closes the socket.
+    fn close(&mut self, status: SessionStatus, reason: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        info!(session = %self.id, peer = %self.address, reason, "signalling session closed");
+        self.send(
+            &ServerMessage::Session {
+                status,
+                session_id: None,
+                server: None,
+                keepalive_ms: None,
+                reason: Some(reason.to_string()),
+            },
+            ctx,
+        );
+        ctx.close(Some(ws::CloseReason {
+            code: ws::CloseCode::Normal,
+            description: Some(reason.chars().take(100).collect()),
+        }));
+        ctx.stop();
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let message = match ClientMessage::parse(text) {
+            Ok(message) => message,
+            Err(e) => return self.error(e, ctx),
+        };
+        if self.app.is_none()
+            && !matches!(message, ClientMessage::Connect { .. } | ClientMessage::Ping)
+        {
+            return self.error(
+                ProtocolError::new("not_connected", "send 'connect' first", None),
+                ctx,
+            );
+        }
+        match message {
+            ClientMessage::Connect { app_key, .. } => self.on_connect(app_key, ctx),
+            ClientMessage::Play {
+                stream_id,
+                name,
+                sdp,
+            } => self.on_play(stream_id, name, sdp, ctx),
+            ClientMessage::Answer { stream_id, sdp } => {
+                self.signal(&stream_id, ViewerSignal::Answer(sdp), ctx)
+            }
+            ClientMessage::Candidate {
+                stream_id,
+                candidate,
+            } => self.signal(&stream_id, ViewerSignal::Candidate(candidate), ctx),
+            ClientMessage::Stop { stream_id } => self.signal(
+                &stream_id,
+                ViewerSignal::Stop("stopped by client".into()),
+                ctx,
+            ),
+            ClientMessage::Ping => self.send(&ServerMessage::Pong, ctx),
+            ClientMessage::Disconnect => {
+                self.close(SessionStatus::Disconnected, "client disconnected", ctx)
+            }
+        }
+    }
+
+    fn on_connect(&mut self, app_key: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.app.is_some() {
+            return self.error(
+                ProtocolError::new("bad_request", "already connected", Some("connect".into())),
+                ctx,
+            );
+        }
+        let app = app_key
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| self.context.default_app.clone());
+        if app.contains('/') {
+            return self.error(
+                ProtocolError::new(
+                    "bad_request",
+                    "'appKey' must not contain '/'",
+                    Some("connect".into()),
+                ),
+                ctx,
+            );
+        }
+        info!(session = %self.id, peer = %self.address, app = %app, "signalling session established");
+        self.app = Some(app);
+        self.send(
+            &ServerMessage::Session {
+                status: SessionStatus::Established,
+                session_id: Some(self.id.clone()),
+                server: Some(format!("mediarouter {}", env!("CARGO_PKG_VERSION"))),
+                keepalive_ms: Some(self.context.webrtc.settings.keepalive_timeout_ms),
+                reason: None,
+            },
+            ctx,
+        );
+    }
+
+    fn on_play(
+        &mut self,
+        stream_id: String,
+        requested: String,
+        sdp: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if self.streams.contains_key(&stream_id) {
+            return self.error(
+                ProtocolError::new(
+                    "duplicate_stream",
+                    format!("stream '{stream_id}' is already in use in this session"),
+                    Some(stream_id),
+                ),
+                ctx,
+            );
+        }
+        if self.streams.len() >= self.context.webrtc.settings.max_streams_per_session {
+            return self.error(
+                ProtocolError::new(
+                    "too_many_streams",
+                    format!(
+                        "a session holds at most {} streams",
+                        self.context.webrtc.settings.max_streams_per_session
+                    ),
+                    Some(stream_id),
+                ),
+                ctx,
+            );
+        }
+        let requested = requested.trim().to_string();
+        let (name, camera) = if is_camera_url(&requested) {
+            match CameraUrl::parse(&requested) {
+                Ok(camera) => (StreamName::new("rtsp", camera.masked()), Some(camera)),
+                Err(e) => {
+                    return self.send(
+                        &ServerMessage::Status {
+                            stream_id,
+                            name: requested.chars().take(200).collect(),
+                            status: StreamStatus::Failed,
+                            reason: Some(format!("bad camera URL: {e}")),
+                            info: None,
+                        },
+                        ctx,
+                    )
+                }
+            }
+        } else {
+            let app = self.app.clone().unwrap_or_default();
+            let name = match requested.split_once('/') {
+                Some((app, name)) if !app.is_empty() && !name.is_empty() => {
+                    StreamName::new(app, name)
+                }
+                _ => StreamName::new(app, requested.trim_matches('/')),
+            };
+            (name, None)
+        };
+        info!(session = %self.id, peer = %self.address, stream = %name, id = %stream_id, "WebRTC play requested");
+        let viewer = WebrtcViewer::new(ViewerSpec {
+            stream_id: stream_id.clone(),
+            name,
+            camera,
+            address: self.address.clone(),
+            offer: sdp,
+            client: ctx.address().recipient(),
+            registry: self.context.registry.clone(),
+            context: Arc::clone(&self.context.webrtc),
+        })
+        .start();
+        self.streams.insert(stream_id, viewer);
+    }
+
+    fn signal(
+        &mut self,
+        stream_id: &str,
+        signal: ViewerSignal,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        match self.streams.get(stream_id) {
+            Some(viewer) => viewer.do_send(signal),
+            None => self.error(
+                ProtocolError::new(
+                    "unknown_stream",
+                    format!("no stream '{stream_id}' in this session"),
+                    Some(stream_id.to_string()),
+                ),
+                ctx,
+            ),
+        }
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        debug!(session = %self.id, peer = %self.address, "signalling socket opened");
+        let timeout = Duration::from_millis(self.context.webrtc.settings.keepalive_timeout_ms);
+        ctx.run_interval(timeout / 3, move |session, ctx| {
+            if session.last_heard.elapsed() > timeout {
+                session.close(SessionStatus::Disconnected, "keepalive timeout", ctx);
+            } else {
+                ctx.ping(b"");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (_, viewer) in self.streams.drain() {
+            viewer.do_send(ViewerSignal::Stop("session closed".into()));
+        }
+        debug!(session = %self.id, peer = %self.address, "signalling socket closed");
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for WsSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        self.last_heard = Instant::now();
+        match msg {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Binary(_)) => self.error(
+                ProtocolError::new(
+                    "bad_request",
+                    "binary frames are not part of the signalling protocol",
+                    None,
+                ),
+                ctx,
+            ),
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_)) | Ok(ws::Message::Nop) => {}
+            Ok(ws::Message::Continuation(_)) => self.error(
+                ProtocolError::new("bad_request", "fragmented messages are not supported", None),
+                ctx,
+            ),
+            Ok(ws::Message::Close(_)) => {
+                self.close(SessionStatus::Disconnected, "client closed the socket", ctx)
+            }
+            Err(e) => self.close(
+                SessionStatus::Failed,
+                &format!("WebSocket protocol error: {e}"),
+                ctx,
+            ),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        if !self.closing {
+            info!(session = %self.id, peer = %self.address, "signalling socket gone");
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<ToClient> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToClient, ctx: &mut Self::Context) {
+        if let ServerMessage::Status {
+            stream_id, status, ..
+        } = &msg.0
+        {
+            if status.is_final() {
+                self.streams.remove(stream_id);
+            }
+        }
+        if !self.closing {
+            self.send(&msg.0, ctx);
+        }
+    }
+}

@@ -1,0 +1,843 @@
+// mediarouter browser SDK: a Session is one WebSocket to the server's /ws signalling endpoint
+// (web/sdk/PROTOCOL.md); each Stream on it plays one server stream (an RTMP publish, an IP camera
+// by its rtsp:// URL) over an RTCPeerConnection into a <video> element, with a status event for
+// every change and a getStats() helper. Plain ES module, no dependencies, no build step.
+//
+//   import { Session, SESSION_STATUS, STREAM_STATUS } from '/sdk/mediarouter.js';
+//   const session = await Session.connect();
+//   const stream = session.createStream({ name: 'test', display: document.querySelector('video') });
+//   stream.on(STREAM_STATUS.PLAYING, () => console.log('playing'));
+//   await stream.play();
+
+/** SDK version (not the server's). */
+export const VERSION = '0.1.0';
+
+/**
+ * Session statuses, as the `status` of a Session and the name of its status events.
+ * @readonly
+ * @enum {string}
+ */
+export const SESSION_STATUS = Object.freeze({
+  /** Created, not connected yet. */
+  NEW: 'NEW',
+  /** WebSocket opening or `connect` sent, waiting for ESTABLISHED. */
+  PENDING: 'PENDING',
+  /** The server accepted the session: streams may be played. */
+  ESTABLISHED: 'ESTABLISHED',
+  /** Ended normally (client disconnect, server goodbye, socket closed after ESTABLISHED). */
+  DISCONNECTED: 'DISCONNECTED',
+  /** Ended on an error (cannot connect, rejected, timed out). */
+  FAILED: 'FAILED',
+});
+
+/**
+ * Stream statuses, as the `status` of a Stream and the name of its status events. All but NEW
+ * come from the server's `status` messages; the SDK itself sets FAILED when the session or the
+ * peer connection breaks, and STOPPED when the session is closed under a playing stream.
+ * @readonly
+ * @enum {string}
+ */
+export const STREAM_STATUS = Object.freeze({
+  NEW: 'NEW',
+  /** play accepted; negotiating, or waiting for the publisher / camera. */
+  PENDING: 'PENDING',
+  /** media is being sent to this viewer. */
+  PLAYING: 'PLAYING',
+  /** (publishing, issue #5) media is being received by the server. */
+  PUBLISHING: 'PUBLISHING',
+  /** the publisher went away; waiting for a republish (then PLAYING again). */
+  UNPUBLISHED: 'UNPUBLISHED',
+  /** the viewer cannot keep up: the server skipped to a keyframe; playback goes on. */
+  NOT_ENOUGH_BANDWIDTH: 'NOT_ENOUGH_BANDWIDTH',
+  /** ended normally (final for this play). */
+  STOPPED: 'STOPPED',
+  /** ended on an error, see `reason` (final for this play). */
+  FAILED: 'FAILED',
+});
+
+/**
+ * Event names other than statuses.
+ * @readonly
+ * @enum {string}
+ */
+export const EVENT = Object.freeze({
+  /** Session and Stream: every status change, with {status, reason, info}. */
+  STATUS: 'status',
+  /** Session: an `error` message from the server, {code, message, ref}. Stream: errors about it. */
+  ERROR: 'error',
+  /** Session: every message received from the server (parsed JSON), for debugging. */
+  MESSAGE: 'message',
+  /** Stream: the MediaStream got a track, {track, mediaStream}. */
+  TRACK: 'track',
+  /** Stream: RTCPeerConnection connection state, {state}. */
+  CONNECTION_STATE: 'connectionstate',
+});
+
+const FINAL_STREAM = new Set([STREAM_STATUS.STOPPED, STREAM_STATUS.FAILED]);
+const FINAL_SESSION = new Set([SESSION_STATUS.DISCONNECTED, SESSION_STATUS.FAILED]);
+
+/** The signalling URL of the page's own server: ws(s)://HOST/ws. */
+export function defaultUrl() {
+  if (typeof location === 'undefined' || !location.host) return 'ws://127.0.0.1:8080/ws';
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+}
+
+/** A minimal event emitter: on/once/off/emit; a throwing handler does not stop the others. */
+class Emitter {
+  constructor() {
+    /** @type {Map<string, Set<Function>>} */
+    this._handlers = new Map();
+  }
+
+  /**
+   * Adds a handler for an event (a status name such as 'PLAYING', or an EVENT value).
+   * @param {string} event
+   * @param {(data: any) => void} handler
+   * @returns {this}
+   */
+  on(event, handler) {
+    if (!this._handlers.has(event)) this._handlers.set(event, new Set());
+    this._handlers.get(event).add(handler);
+    return this;
+  }
+
+  /**
+   * Like on(), for the next occurrence only.
+   * @param {string} event
+   * @param {(data: any) => void} handler
+   * @returns {this}
+   */
+  once(event, handler) {
+    const wrapped = (data) => {
+      this.off(event, wrapped);
+      handler(data);
+    };
+    return this.on(event, wrapped);
+  }
+
+  /**
+   * Removes a handler (or every handler of the event when none is given).
+   * @param {string} event
+   * @param {Function} [handler]
+   * @returns {this}
+   */
+  off(event, handler) {
+    const set = this._handlers.get(event);
+    if (set) {
+      if (handler) set.delete(handler);
+      else set.clear();
+    }
+    return this;
+  }
+
+  /** @protected */
+  _emit(event, data) {
+    const set = this._handlers.get(event);
+    if (!set) return;
+    for (const handler of [...set]) {
+      try {
+        handler(data);
+      } catch (e) {
+        console.error(`mediarouter: a '${event}' handler threw`, e);
+      }
+    }
+  }
+}
+
+/**
+ * @typedef {object} SessionOptions
+ * @property {string} [url] signalling URL, default ws(s)://<page host>/ws
+ * @property {string} [appKey] application of names without one (server default: `live`)
+ * @property {string} [token] passed to the server with `connect`
+ * @property {object} [custom] any fields, passed to the server with `connect`
+ * @property {RTCIceServer[]} [iceServers] default ICE servers of the session's streams (none
+ *   needed on a LAN or loopback)
+ * @property {number} [timeoutMs] how long to wait for ESTABLISHED (default 10000)
+ */
+
+/**
+ * One signalling session: one WebSocket, any number of streams.
+ *
+ * Events: each SESSION_STATUS value ('ESTABLISHED', 'DISCONNECTED', 'FAILED', ...) with
+ * {status, reason, sessionId}; 'status' for every change; 'error' for server `error` messages
+ * ({code, message, ref}); 'message' for every message received.
+ */
+export class Session extends Emitter {
+  /** @param {SessionOptions} [options] */
+  constructor(options = {}) {
+    super();
+    this.options = { timeoutMs: 10000, ...options };
+    this.url = options.url || defaultUrl();
+    /** @type {string} */
+    this.status = SESSION_STATUS.NEW;
+    /** @type {string|undefined} reason of the last DISCONNECTED/FAILED */
+    this.reason = undefined;
+    /** @type {string|undefined} */
+    this.sessionId = undefined;
+    /** @type {string|undefined} the server's name and version */
+    this.server = undefined;
+    /** @type {number|undefined} the server's keepalive timeout */
+    this.keepaliveMs = undefined;
+    /** @type {Map<string, Stream>} streams by streamId */
+    this.streams = new Map();
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    this._nextId = 1;
+    this._pongWaiters = [];
+    this._connecting = null;
+  }
+
+  /**
+   * Creates a session and connects it: resolves once ESTABLISHED, rejects on FAILED or timeout.
+   * @param {SessionOptions} [options]
+   * @returns {Promise<Session>}
+   */
+  static connect(options) {
+    return new Session(options).connect();
+  }
+
+  /**
+   * Opens the WebSocket, sends `connect` and waits for ESTABLISHED.
+   * @returns {Promise<Session>}
+   */
+  connect() {
+    if (this._connecting) return this._connecting;
+    if (this.status === SESSION_STATUS.ESTABLISHED) return Promise.resolve(this);
+    this._connecting = new Promise((resolve, reject) => {
+      const done = (err) => {
+        clearTimeout(timer);
+        this.off(SESSION_STATUS.ESTABLISHED, onOk).off(SESSION_STATUS.FAILED, onEnd);
+        this.off(SESSION_STATUS.DISCONNECTED, onEnd);
+        this._connecting = null;
+        if (err) reject(err);
+        else resolve(this);
+      };
+      const onOk = () => done();
+      const onEnd = (e) => done(new Error(`session ${e.status}: ${e.reason || 'no reason'}`));
+      const timer = setTimeout(() => {
+        this._end(SESSION_STATUS.FAILED, `no answer to connect within ${this.options.timeoutMs} ms`);
+      }, this.options.timeoutMs);
+      this.on(SESSION_STATUS.ESTABLISHED, onOk).on(SESSION_STATUS.FAILED, onEnd);
+      this.on(SESSION_STATUS.DISCONNECTED, onEnd);
+      this._open();
+    });
+    return this._connecting;
+  }
+
+  /** @private */
+  _open() {
+    this.reason = undefined;
+    this._setStatus(SESSION_STATUS.PENDING);
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (e) {
+      this._end(SESSION_STATUS.FAILED, `cannot open ${this.url}: ${e.message}`);
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      const msg = { type: 'connect' };
+      if (this.options.appKey) msg.appKey = this.options.appKey;
+      if (this.options.token) msg.token = this.options.token;
+      if (this.options.custom) msg.custom = this.options.custom;
+      this.send(msg);
+    };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data !== 'string') return; // binary frames: WebSocket media transport (#6)
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch (e) {
+        console.warn('mediarouter: not JSON from the server', ev.data);
+        return;
+      }
+      this._onMessage(msg);
+    };
+    ws.onerror = () => {
+      // The close event follows with the details.
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (this.status === SESSION_STATUS.ESTABLISHED) {
+        this._end(SESSION_STATUS.DISCONNECTED, `socket closed (${ev.code}${ev.reason ? ' ' + ev.reason : ''})`);
+      } else if (!FINAL_SESSION.has(this.status)) {
+        this._end(SESSION_STATUS.FAILED, `cannot connect to ${this.url} (${ev.code})`);
+      }
+    };
+  }
+
+  /**
+   * Sends one protocol message (an object with a `type`). Returns false when the socket is not
+   * open.
+   * @param {object} msg
+   * @returns {boolean}
+   */
+  send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(msg));
+    return true;
+  }
+
+  /**
+   * Sends `{"type":"ping"}` and resolves with the round-trip time in ms when the `pong` comes;
+   * rejects after `timeoutMs`.
+   * @param {number} [timeoutMs]
+   * @returns {Promise<number>}
+   */
+  ping(timeoutMs = 5000) {
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve: () => resolve(performance.now() - started) };
+      const timer = setTimeout(() => {
+        this._pongWaiters = this._pongWaiters.filter((w) => w !== waiter);
+        reject(new Error(`no pong within ${timeoutMs} ms`));
+      }, timeoutMs);
+      waiter.clear = () => clearTimeout(timer);
+      this._pongWaiters.push(waiter);
+      if (!this.send({ type: 'ping' })) {
+        waiter.clear();
+        this._pongWaiters = this._pongWaiters.filter((w) => w !== waiter);
+        reject(new Error('session is not connected'));
+      }
+    });
+  }
+
+  /**
+   * @typedef {object} StreamOptions
+   * @property {string} name `test`, `live/test`, or a camera URL `rtsp://user:pass@host/path`
+   * @property {HTMLVideoElement|HTMLElement} [display] a <video>, or a container that gets one
+   * @property {'webrtc'|'ws'} [transport] media transport: 'webrtc' (default); 'ws' (fMP4 over
+   *   WebSocket into MSE) comes with issue #6
+   * @property {string} [streamId] unique in the session (default v1, v2, ...)
+   * @property {RTCIceServer[]} [iceServers] overrides the session's
+   * @property {boolean} [serverOffer] let the server make the offer (default: the client offers)
+   * @property {boolean} [muted] start muted (default true: muted autoplay is always allowed)
+   * @property {number} [playTimeoutMs] play() rejects when not PLAYING by then (default 0: no
+   *   limit; the server's own timeouts end the play with a status)
+   */
+
+  /**
+   * Creates a stream of this session (nothing is sent until play()).
+   * @param {StreamOptions} options
+   * @returns {Stream}
+   */
+  createStream(options) {
+    if (!options || !options.name) throw new Error('createStream: name is required');
+    let streamId = options.streamId;
+    if (!streamId) {
+      do streamId = `v${this._nextId++}`;
+      while (this.streams.has(streamId));
+    } else if (this.streams.has(streamId)) {
+      throw new Error(`createStream: streamId '${streamId}' is taken`);
+    }
+    const stream = new Stream(this, { ...options, streamId });
+    this.streams.set(streamId, stream);
+    return stream;
+  }
+
+  /** Stops every stream, sends `disconnect` and closes the socket. */
+  disconnect() {
+    for (const stream of this.streams.values()) {
+      if (stream.status !== STREAM_STATUS.NEW) stream._close(STREAM_STATUS.STOPPED, 'session disconnected', true);
+    }
+    this.send({ type: 'disconnect' });
+    const ws = this.ws;
+    this._end(SESSION_STATUS.DISCONNECTED, 'disconnected by client');
+    if (ws) {
+      // Give the disconnect message a moment to leave before closing.
+      setTimeout(() => {
+        try {
+          ws.close(1000, 'bye');
+        } catch (e) {
+          /* already closed */
+        }
+      }, 50);
+    }
+  }
+
+  /** @private */
+  _setStatus(status, reason) {
+    this.status = status;
+    if (reason !== undefined) this.reason = reason;
+    const data = { status, reason, sessionId: this.sessionId };
+    this._emit(status, data);
+    this._emit(EVENT.STATUS, data);
+  }
+
+  /** @private */
+  _end(status, reason) {
+    if (FINAL_SESSION.has(this.status)) return;
+    for (const w of this._pongWaiters) w.clear();
+    this._pongWaiters = [];
+    const ws = this.ws;
+    this.ws = null;
+    if (ws && status === SESSION_STATUS.FAILED) {
+      try {
+        ws.close();
+      } catch (e) {
+        /* ignore */
+      }
+    }
+    const streamStatus = status === SESSION_STATUS.FAILED ? STREAM_STATUS.FAILED : STREAM_STATUS.STOPPED;
+    for (const stream of this.streams.values()) {
+      if (stream.status !== STREAM_STATUS.NEW) stream._close(streamStatus, `session ${status.toLowerCase()}: ${reason}`, true);
+    }
+    this._setStatus(status, reason);
+  }
+
+  /** @private */
+  _onMessage(msg) {
+    this._emit(EVENT.MESSAGE, msg);
+    const stream = typeof msg.streamId === 'string' ? this.streams.get(msg.streamId) : undefined;
+    switch (msg.type) {
+      case 'session':
+        if (msg.status === SESSION_STATUS.ESTABLISHED) {
+          this.sessionId = msg.sessionId;
+          this.server = msg.server;
+          this.keepaliveMs = msg.keepaliveMs;
+          this._setStatus(SESSION_STATUS.ESTABLISHED, msg.reason);
+        } else if (FINAL_SESSION.has(msg.status)) {
+          this._end(msg.status, msg.reason || 'closed by server');
+        } else if (msg.status) {
+          this._setStatus(msg.status, msg.reason);
+        }
+        break;
+      case 'pong': {
+        const w = this._pongWaiters.shift();
+        if (w) {
+          w.clear();
+          w.resolve();
+        }
+        break;
+      }
+      case 'ping':
+        this.send({ type: 'pong' });
+        break;
+      case 'error': {
+        const err = { code: msg.code, message: msg.message, ref: msg.ref };
+        this._emit(EVENT.ERROR, err);
+        const target = typeof msg.ref === 'string' ? this.streams.get(msg.ref) : undefined;
+        if (target) target._onError(err);
+        break;
+      }
+      case 'status':
+      case 'answer':
+      case 'offer':
+      case 'candidate':
+        if (stream) stream._onMessage(msg);
+        else console.debug(`mediarouter: '${msg.type}' for unknown stream '${msg.streamId}'`);
+        break;
+      default:
+        console.debug('mediarouter: unhandled message', msg);
+    }
+  }
+}
+
+/**
+ * @typedef {object} StreamStats
+ * @property {number|null} width decoded video width
+ * @property {number|null} height
+ * @property {number|null} framesPerSecond decoded frame rate
+ * @property {number|null} bitrateKbps received (audio + video) since the previous getStats()
+ * @property {number} packetsLost audio + video
+ * @property {number} framesDecoded
+ * @property {number} audioSamples totalSamplesReceived
+ * @property {string|null} videoCodec e.g. 'H264'
+ * @property {string|null} audioCodec e.g. 'opus', 'PCMA'
+ * @property {number} bytesReceived audio + video
+ * @property {number} videoPacketsReceived
+ * @property {number} audioPacketsReceived
+ * @property {number} timestamp ms (performance clock of the stats report)
+ */
+
+/**
+ * One played (or, later, published) stream of a session.
+ *
+ * Events: each STREAM_STATUS value with {status, reason, info, name, streamId}; 'status' for
+ * every change; 'track' when a media track arrives; 'connectionstate'; 'error' for server errors
+ * that name this stream.
+ */
+export class Stream extends Emitter {
+  /**
+   * Use Session.createStream().
+   * @param {Session} session
+   * @param {StreamOptions & {streamId: string}} options
+   */
+  constructor(session, options) {
+    super();
+    this.session = session;
+    this.options = { transport: 'webrtc', muted: true, serverOffer: false, playTimeoutMs: 0, ...options };
+    /** @type {string} what is played: `test`, `live/test` or a camera URL */
+    this.name = options.name;
+    /** @type {string} the streamId of the protocol */
+    this.id = options.streamId;
+    this.transport = this.options.transport;
+    if (this.transport !== 'webrtc' && this.transport !== 'ws') {
+      throw new Error(`unknown transport '${this.transport}' (webrtc or ws)`);
+    }
+    /** @type {string} */
+    this.status = STREAM_STATUS.NEW;
+    /** @type {string|undefined} */
+    this.reason = undefined;
+    /** @type {object|undefined} `info` of the last status ({video, audio}) */
+    this.info = undefined;
+    /** @type {RTCPeerConnection|null} */
+    this.pc = null;
+    /** @type {MediaStream|null} */
+    this.mediaStream = null;
+    /** @type {HTMLVideoElement|null} */
+    this.video = resolveDisplay(options.display);
+    this._pendingCandidates = [];
+    this._remoteSet = false;
+    this._lastStats = null;
+    this._playing = null;
+    this._ended = false;
+  }
+
+  /**
+   * Starts playing: creates the peer connection, negotiates, attaches the media to the display.
+   * Resolves with the stream when it is PLAYING, rejects when it ends first (STOPPED/FAILED) or
+   * after `playTimeoutMs`. Status events fire either way.
+   * @returns {Promise<Stream>}
+   */
+  play() {
+    if (this.transport === 'ws') {
+      return Promise.reject(new Error("transport 'ws' (fMP4 over WebSocket) is not implemented yet (issue #6)"));
+    }
+    if (this.session.status !== SESSION_STATUS.ESTABLISHED) {
+      return Promise.reject(new Error(`session is ${this.session.status}, not ESTABLISHED`));
+    }
+    if (this.pc) return this._playing || Promise.resolve(this);
+    if (!this.session.streams.has(this.id)) this.session.streams.set(this.id, this);
+    this._remoteSet = false;
+    this._pendingCandidates = [];
+    this._lastStats = null;
+    this._ended = false;
+    this.reason = undefined;
+    this.info = undefined;
+
+    this._playing = new Promise((resolve, reject) => {
+      let timer = null;
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off(EVENT.STATUS, onStatus);
+      };
+      const onStatus = (e) => {
+        if (e.status === STREAM_STATUS.PLAYING) {
+          cleanup();
+          resolve(this);
+        } else if (FINAL_STREAM.has(e.status)) {
+          cleanup();
+          reject(new Error(`${e.status}: ${e.reason || 'no reason'}`));
+        }
+      };
+      this.on(EVENT.STATUS, onStatus);
+      if (this.options.playTimeoutMs > 0) {
+        timer = setTimeout(() => {
+          this.off(EVENT.STATUS, onStatus);
+          reject(new Error(`not PLAYING within ${this.options.playTimeoutMs} ms (status ${this.status})`));
+        }, this.options.playTimeoutMs);
+      }
+    });
+    // A caller that ignores the promise must not get an "unhandled rejection" for a status that
+    // its event handlers already see.
+    this._playing.catch(() => {});
+
+    this._setStatus(STREAM_STATUS.PENDING, undefined, undefined, true);
+    this._startWebrtc().catch((e) => {
+      this._close(STREAM_STATUS.FAILED, `client: ${e.message || e}`, true);
+    });
+    return this._playing;
+  }
+
+  /**
+   * Publishing the local camera/microphone comes with issue #5.
+   * @returns {Promise<never>}
+   */
+  publish() {
+    return Promise.reject(new Error('publish is not implemented yet (issue #5)'));
+  }
+
+  /**
+   * Stops playing: sends `stop` and closes the peer connection. The status becomes STOPPED when
+   * the server confirms (or at once when the session is gone).
+   */
+  stop() {
+    if (this._ended || this.status === STREAM_STATUS.NEW) return;
+    const sent = this.session.send({ type: 'stop', streamId: this.id });
+    this._closePeer();
+    if (!sent) {
+      this._close(STREAM_STATUS.STOPPED, 'stopped by client (session closed)', true);
+      return;
+    }
+    // The server answers STOPPED; do not wait for ever if it does not.
+    const timer = setTimeout(() => {
+      this.off(EVENT.STATUS, onStatus);
+      this._close(STREAM_STATUS.STOPPED, 'stopped by client (no answer from the server)', true);
+    }, 5000);
+    const onStatus = (e) => {
+      if (FINAL_STREAM.has(e.status)) {
+        clearTimeout(timer);
+        this.off(EVENT.STATUS, onStatus);
+      }
+    };
+    this.on(EVENT.STATUS, onStatus);
+  }
+
+  /** Unmutes the display (call from a user gesture: a click). Returns the video's play() promise. */
+  unmute() {
+    if (!this.video) return Promise.resolve();
+    this.video.muted = false;
+    return this.video.play().catch((e) => {
+      console.warn('mediarouter: unmuted playback refused by the browser', e);
+      this.video.muted = true;
+      return this.video.play().catch(() => {});
+    });
+  }
+
+  /** Mutes the display. */
+  mute() {
+    if (this.video) this.video.muted = true;
+  }
+
+  /** @returns {boolean} whether the display is muted (true without a display). */
+  get muted() {
+    return this.video ? this.video.muted : true;
+  }
+
+  /**
+   * Receiver statistics from RTCPeerConnection.getStats() (inbound-rtp of audio and video). The
+   * bitrate covers the time since the previous call (null on the first call).
+   * @returns {Promise<StreamStats|null>} null when there is no peer connection
+   */
+  async getStats() {
+    if (!this.pc) return null;
+    const report = await this.pc.getStats();
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === 'codec') codecs.set(s.id, s);
+    });
+    const out = {
+      width: null,
+      height: null,
+      framesPerSecond: null,
+      bitrateKbps: null,
+      packetsLost: 0,
+      framesDecoded: 0,
+      audioSamples: 0,
+      videoCodec: null,
+      audioCodec: null,
+      bytesReceived: 0,
+      videoPacketsReceived: 0,
+      audioPacketsReceived: 0,
+      timestamp: 0,
+    };
+    report.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      const codec = codecs.get(s.codecId);
+      const codecName = codec && codec.mimeType ? codec.mimeType.split('/')[1] : null;
+      out.packetsLost += s.packetsLost || 0;
+      out.bytesReceived += s.bytesReceived || 0;
+      out.timestamp = Math.max(out.timestamp, s.timestamp || 0);
+      if (s.kind === 'video') {
+        out.width = s.frameWidth ?? out.width;
+        out.height = s.frameHeight ?? out.height;
+        out.framesPerSecond = s.framesPerSecond ?? out.framesPerSecond;
+        out.framesDecoded += s.framesDecoded || 0;
+        out.videoPacketsReceived += s.packetsReceived || 0;
+        if (codecName) out.videoCodec = codecName;
+      } else if (s.kind === 'audio') {
+        out.audioSamples += s.totalSamplesReceived || 0;
+        out.audioPacketsReceived += s.packetsReceived || 0;
+        if (codecName) out.audioCodec = codecName;
+      }
+    });
+    const last = this._lastStats;
+    if (last && out.timestamp > last.timestamp) {
+      const secs = (out.timestamp - last.timestamp) / 1000;
+      out.bitrateKbps = Math.max(0, Math.round(((out.bytesReceived - last.bytesReceived) * 8) / 1000 / secs));
+      if (out.framesPerSecond == null && out.framesDecoded >= last.framesDecoded) {
+        out.framesPerSecond = Math.round((out.framesDecoded - last.framesDecoded) / secs);
+      }
+    }
+    this._lastStats = { timestamp: out.timestamp, bytesReceived: out.bytesReceived, framesDecoded: out.framesDecoded };
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  /** @private */
+  async _startWebrtc() {
+    const iceServers = this.options.iceServers || this.session.options.iceServers || [];
+    const pc = new RTCPeerConnection({ iceServers });
+    this.pc = pc;
+    this.mediaStream = new MediaStream();
+    if (this.video) this._attach();
+
+    pc.ontrack = (ev) => {
+      if (this.pc !== pc) return;
+      this.mediaStream.addTrack(ev.track);
+      if (this.video) this._attach();
+      this._emit(EVENT.TRACK, { track: ev.track, mediaStream: this.mediaStream });
+    };
+    pc.onicecandidate = (ev) => {
+      if (this.pc !== pc) return;
+      this.session.send({ type: 'candidate', streamId: this.id, candidate: ev.candidate ? ev.candidate.toJSON() : null });
+    };
+    pc.onconnectionstatechange = () => {
+      if (this.pc !== pc) return;
+      this._emit(EVENT.CONNECTION_STATE, { state: pc.connectionState });
+      if (pc.connectionState === 'failed' && !FINAL_STREAM.has(this.status)) {
+        this.session.send({ type: 'stop', streamId: this.id });
+        this._close(STREAM_STATUS.FAILED, 'peer connection failed (client side)', true);
+      }
+    };
+
+    if (this.options.serverOffer) {
+      // The server sends an `offer`; _onMessage answers it.
+      this.session.send({ type: 'play', streamId: this.id, name: this.name });
+      return;
+    }
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const offer = await pc.createOffer();
+    if (this.pc !== pc) return;
+    await pc.setLocalDescription(offer);
+    if (this.pc !== pc) return;
+    this.session.send({ type: 'play', streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
+  }
+
+  /** @private Puts the MediaStream on the video element (muted autoplay). */
+  _attach() {
+    const v = this.video;
+    if (v.srcObject !== this.mediaStream) {
+      v.srcObject = this.mediaStream;
+      v.autoplay = true;
+      v.playsInline = true;
+      if (this.options.muted) v.muted = true;
+    }
+    if (this.mediaStream.getTracks().length > 0 && v.paused) {
+      v.play().catch((e) => console.debug('mediarouter: video.play() refused for now', e.message));
+    }
+  }
+
+  /** @private */
+  _onMessage(msg) {
+    const pc = this.pc;
+    switch (msg.type) {
+      case 'status':
+        if (msg.status === STREAM_STATUS.STOPPED || msg.status === STREAM_STATUS.FAILED) {
+          this._close(msg.status, msg.reason, false, msg.info);
+        } else {
+          this._setStatus(msg.status, msg.reason, msg.info);
+        }
+        break;
+      case 'answer':
+        if (!pc) return;
+        pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp })
+          .then(() => this._remoteApplied(pc))
+          .catch((e) => this._negotiationFailed(pc, `cannot apply the server's answer: ${e.message}`));
+        break;
+      case 'offer':
+        if (!pc) return;
+        pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp })
+          .then(() => this._remoteApplied(pc))
+          .then(() => pc.createAnswer())
+          .then((answer) => pc.setLocalDescription(answer))
+          .then(() => {
+            if (this.pc === pc) this.session.send({ type: 'answer', streamId: this.id, sdp: pc.localDescription.sdp });
+          })
+          .catch((e) => this._negotiationFailed(pc, `cannot answer the server's offer: ${e.message}`));
+        break;
+      case 'candidate':
+        if (!pc) return;
+        if (!this._remoteSet) this._pendingCandidates.push(msg.candidate);
+        else this._addCandidate(pc, msg.candidate);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** @private */
+  _remoteApplied(pc) {
+    if (this.pc !== pc) return;
+    this._remoteSet = true;
+    const queued = this._pendingCandidates;
+    this._pendingCandidates = [];
+    for (const c of queued) this._addCandidate(pc, c);
+  }
+
+  /** @private */
+  _addCandidate(pc, candidate) {
+    // null: end of candidates.
+    const p = candidate ? pc.addIceCandidate(candidate) : pc.addIceCandidate();
+    p.catch((e) => console.warn('mediarouter: addIceCandidate failed', candidate, e.message));
+  }
+
+  /** @private */
+  _negotiationFailed(pc, reason) {
+    if (this.pc !== pc) return;
+    this.session.send({ type: 'stop', streamId: this.id });
+    this._close(STREAM_STATUS.FAILED, reason, true);
+  }
+
+  /** @private */
+  _onError(err) {
+    this._emit(EVENT.ERROR, err);
+    // A play the server refused outright (no status will come for it).
+    if (['duplicate_stream', 'too_many_streams', 'bad_request'].includes(err.code) && this.status === STREAM_STATUS.PENDING) {
+      this._close(STREAM_STATUS.FAILED, `${err.code}: ${err.message}`, true);
+    }
+  }
+
+  /** @private */
+  _setStatus(status, reason, info, force) {
+    if (!force && this.status === status && reason === undefined && info === undefined) return;
+    this.status = status;
+    this.reason = reason;
+    if (info !== undefined) this.info = info;
+    const data = { status, reason, info: this.info, name: this.name, streamId: this.id };
+    this._emit(status, data);
+    this._emit(EVENT.STATUS, data);
+  }
+
+  /** @private Ends this play with a final status. */
+  _close(status, reason, local, info) {
+    this._closePeer();
+    // The first final status of a play wins (a local STOPPED/FAILED, then the server's own).
+    if (this._ended) return;
+    this._ended = true;
+    this._setStatus(status, reason, info, true);
+  }
+
+  /** @private */
+  _closePeer() {
+    const pc = this.pc;
+    this.pc = null;
+    this._remoteSet = false;
+    this._pendingCandidates = [];
+    if (pc) {
+      try {
+        pc.close();
+      } catch (e) {
+        /* ignore */
+      }
+    }
+  }
+}
+
+/** @returns {HTMLVideoElement|null} */
+function resolveDisplay(display) {
+  if (!display) return null;
+  if (typeof display === 'string') display = document.querySelector(display);
+  if (!display) return null;
+  if (display.tagName === 'VIDEO') return display;
+  const video = document.createElement('video');
+  video.style.width = '100%';
+  video.style.height = '100%';
+  display.appendChild(video);
+  return video;
+}
