@@ -921,6 +921,11 @@ fn player_and_streams_pages_play() {
     );
     assert_eq!(player["videoCodec"], "H264", "{player}");
     assert_eq!(player["audioCodec"], "opus", "{player}");
+    assert_eq!(player["videoMuted"], false, "Unmute clicked: {player}");
+    assert_eq!(
+        player["videoPaused"], false,
+        "video plays unmuted: {player}"
+    );
     assert_eq!(player["afterStop"], "STOPPED", "after Stop: {player}");
 
     let listed = &r["streams"];

@@ -121,7 +121,9 @@ fn h264_score(offered: Option<(u8, u8)>, stream: Option<(u8, u8)>) -> u8 {
         _ => 0,
     };
     match stream {
-        Some(s) if s == (profile, constraints) => 5,
+        Some(s) if s == (profile, constraints) => 6,
+        // Same profile, and both constrained (constraint_set1: Constrained Baseline) or not.
+        Some((sp, sc)) if sp == profile && (sc ^ constraints) & 0x40 == 0 => 5,
         Some((sp, _)) if sp == profile => 4,
         Some((sp, _)) if rank(profile) > rank(sp) && rank(sp) > 0 => 3,
         // Nothing known about the stream: the most widely decodable profile first.
@@ -233,11 +235,8 @@ a=rtpmap:8 PCMA/8000\r\n";
     fn h264_follows_the_stream_profile_among_offered_ones() {
         let formats = offered_formats(CHROMIUM_OFFER);
         let pick = |profile| choose_h264(&formats, profile).map(|f| f.payload_type);
-        assert_eq!(
-            pick(Some("42c01e")),
-            Some(102),
-            "baseline stream → a baseline format"
-        );
+        assert_eq!(pick(Some("42c01e")), Some(106), "constrained → constrained");
+        assert_eq!(pick(Some("42001e")), Some(102), "baseline → baseline");
         assert_eq!(pick(Some("42e01f")), Some(106), "exact match wins");
         assert_eq!(pick(Some("4d401f")), Some(108), "main → main");
         assert_eq!(pick(Some("640028")), Some(109), "high → high");

@@ -88,6 +88,14 @@ run(
     await player.fill('#name', args.name);
     await player.click('#play');
     out.player = await readPlayer(player);
+    // Unmute (a click: a user gesture) and read the video element back.
+    if (!(await player.locator('#unmute').isDisabled())) {
+      await player.click('#unmute', { timeout: 5000 });
+      await pollUntil(() => player.evaluate(() => !document.getElementById('video').muted), 3000, 100);
+    }
+    out.player.unmuteButton = await text(player, '#unmute');
+    out.player.videoMuted = await player.evaluate(() => document.getElementById('video').muted);
+    out.player.videoPaused = await player.evaluate(() => document.getElementById('video').paused);
     log(`player: ${JSON.stringify(out.player)}`);
     await shot(player, 'player-desktop.png');
     await shot(player, 'player-phone.png', PHONE);

@@ -20,6 +20,36 @@ use webrtc::peer_connection::{
     RTCConfigurationBuilder, RTCIceCandidateType, Registry, SettingEngineBuilder,
 };
 
+/// Owns a peer connection and closes it when dropped, wherever that happens (a cancelled
+/// future included): the webrtc crate keeps a dropped connection's driver, and its UDP port,
+/// running otherwise.
+pub struct PeerGuard(Arc<dyn PeerConnection>);
+
+impl PeerGuard {
+    pub fn connection(&self) -> Arc<dyn PeerConnection> {
+        Arc::clone(&self.0)
+    }
+}
+
+impl std::ops::Deref for PeerGuard {
+    type Target = dyn PeerConnection;
+
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        let pc = Arc::clone(&self.0);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = pc.close().await;
+            });
+        }
+    }
+}
+
 /// What every WebRTC viewer of the server shares.
 pub struct WebrtcContext {
     pub settings: WebrtcSettings,
@@ -77,7 +107,7 @@ impl WebrtcContext {
         &self,
         media_engine: MediaEngine,
         handler: Arc<dyn PeerConnectionEventHandler>,
-    ) -> Result<(Arc<dyn PeerConnection>, u16), String> {
+    ) -> Result<(PeerGuard, u16), String> {
         let setting_engine = || {
             let builder = SettingEngineBuilder::new()
                 .with_include_loopback_candidate(self.include_loopback)
@@ -123,7 +153,7 @@ impl WebrtcContext {
                 .build()
                 .await;
             match built {
-                Ok(pc) => return Ok((Arc::new(pc), port)),
+                Ok(pc) => return Ok((PeerGuard(Arc::new(pc)), port)),
                 Err(e) => last_error = format!("port {port}: {e}"),
             }
         }

@@ -8,7 +8,7 @@
 //! for transcoded audio); webrtc-rs callbacks only forward events to this actor.
 
 use super::pump::{self, PumpEvent, PumpSpec, TrackOut};
-use super::WebrtcContext;
+use super::{PeerGuard, WebrtcContext};
 use crate::messages::*;
 use crate::registry::{with_stream, Registry};
 use crate::stream::{MediaHub, Stream};
@@ -100,7 +100,7 @@ pub struct WebrtcViewer {
     stream: Option<Addr<Stream>>,
     hub: Option<Arc<MediaHub>>,
     bytes_out: Option<Arc<AtomicU64>>,
-    pc: Option<Arc<dyn PeerConnection>>,
+    pc: Option<PeerGuard>,
     port: Option<u16>,
     /// Remote description applied: client candidates can be added.
     remote_set: bool,
@@ -270,14 +270,9 @@ impl WebrtcViewer {
                     .map_err(|e| format!("codec registration: {e}"))?;
             }
             let (pc, port) = context.connect(engine, forwarder).await?;
-            let result = build_session(&pc, &plan, offer, &stream_label).await;
-            match result {
-                Ok((sdp, video, audio)) => Ok((pc, port, sdp, video, audio, plan)),
-                Err(e) => {
-                    let _ = pc.close().await;
-                    Err(e)
-                }
-            }
+            let result = build_session(&pc.connection(), &plan, offer, &stream_label).await;
+            let (sdp, video, audio) = result?;
+            Ok((pc, port, sdp, video, audio, plan))
         }
         .into_actor(self)
         .map(|result, viewer, ctx| match result {
@@ -420,7 +415,7 @@ impl WebrtcViewer {
         if !self.remote_set || self.pending_candidates.is_empty() {
             return;
         }
-        let Some(pc) = self.pc.clone() else {
+        let Some(pc) = self.pc.as_ref().map(PeerGuard::connection) else {
             return;
         };
         let candidates = std::mem::take(&mut self.pending_candidates);
@@ -459,7 +454,7 @@ impl WebrtcViewer {
             max_lag_ms: self.context.stream.player_max_lag_ms,
             events,
         };
-        let pc = self.pc.clone();
+        let pc = self.pc.as_ref().map(PeerGuard::connection);
         self.pump = Some(tokio::spawn(async move {
             // The payload types are known for sure once the connection is up.
             let mut spec = spec;
@@ -683,11 +678,8 @@ impl Actor for WebrtcViewer {
         if let Some(stream) = self.stream.take() {
             stream.do_send(Unsubscribe { peer: self.peer });
         }
-        if let Some(pc) = self.pc.take() {
-            actix::spawn(async move {
-                let _ = pc.close().await;
-            });
-        }
+        // Dropping the guard closes the connection and frees its port.
+        self.pc = None;
         debug!(stream = %self.name, peer = %self.address, port = ?self.port, "WebRTC viewer freed");
     }
 }
@@ -698,7 +690,7 @@ impl Handler<ViewerSignal> for WebrtcViewer {
     fn handle(&mut self, msg: ViewerSignal, ctx: &mut Context<Self>) {
         match msg {
             ViewerSignal::Answer(sdp) => {
-                let Some(pc) = self.pc.clone() else {
+                let Some(pc) = self.pc.as_ref().map(PeerGuard::connection) else {
                     return;
                 };
                 if self.offer.is_some() || self.remote_set {
