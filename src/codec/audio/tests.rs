@@ -385,23 +385,3 @@ fn is_send() {
     fn send<T: Send>() {}
     send::<AacToOpus>();
 }
-
-/// CPU cost of transcoding: `cargo test --release -p mediarouter-core audio -- --ignored
-/// --nocapture`.
-#[test]
-#[ignore = "a measurement, printed; run in release"]
-fn measure_transcode_cost() {
-    let seconds = 20.0;
-    let aac = lc(44_100, 2, seconds);
-    let mut t = AacToOpus::new(&aac.asc).expect("valid ASC");
-    let started = std::time::Instant::now();
-    let packets = transcode_all(&mut t, &aac.units, 0);
-    let elapsed = started.elapsed();
-    let ms_per_second = elapsed.as_secs_f64() * 1000.0 / seconds;
-    println!(
-        "AAC-LC 44.1 kHz stereo -> Opus 48 kHz stereo: {ms_per_second:.2} ms of CPU per second of \
-         audio ({} packets)",
-        packets.len()
-    );
-    assert!(!packets.is_empty());
-}
