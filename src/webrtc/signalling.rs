@@ -49,6 +49,12 @@ pub enum ClientMessage {
         #[serde(default)]
         sdp: Option<String>,
     },
+    /// Publish the client's media under `name`; `sdp` is its offer (sendonly tracks).
+    Publish {
+        stream_id: String,
+        name: String,
+        sdp: String,
+    },
     Answer {
         stream_id: String,
         sdp: String,
@@ -68,6 +74,7 @@ pub enum ClientMessage {
 const CLIENT_TYPES: &[&str] = &[
     "connect",
     "play",
+    "publish",
     "answer",
     "candidate",
     "stop",
@@ -134,6 +141,7 @@ impl ClientMessage {
     pub fn stream_id(&self) -> Option<&str> {
         match self {
             ClientMessage::Play { stream_id, .. }
+            | ClientMessage::Publish { stream_id, .. }
             | ClientMessage::Answer { stream_id, .. }
             | ClientMessage::Candidate { stream_id, .. }
             | ClientMessage::Stop { stream_id } => Some(stream_id),
@@ -153,12 +161,15 @@ impl ClientMessage {
         }
         if let ClientMessage::Play {
             name, stream_id, ..
+        }
+        | ClientMessage::Publish {
+            name, stream_id, ..
         } = self
         {
             if name.trim().is_empty() {
                 return Err(ProtocolError::new(
                     "bad_request",
-                    "play: 'name' must not be empty",
+                    "'name' must not be empty",
                     Some(stream_id.clone()),
                 ));
             }

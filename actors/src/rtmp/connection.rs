@@ -14,7 +14,7 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use mediarouter_core::camera::{is_camera_url, CameraUrl};
 use mediarouter_core::codec::flv::{self, Tag};
-use mediarouter_core::media::{QueryParams, StreamName};
+use mediarouter_core::media::{Codec, QueryParams, StreamName};
 use mediarouter_core::rtmp::session::status;
 use mediarouter_core::rtmp::{OutQueue, ServerSession, SessionEvent};
 use mediarouter_core::settings::{RtmpSettings, StreamSettings};
@@ -440,6 +440,14 @@ impl RtmpConnection {
                 conn.deciding = false;
                 match result {
                     Ok((subscription, stream)) => {
+                        // A WebRTC publisher's Opus reaches RTMP players as AAC.
+                        let (_, audio) = subscription.hub.configs();
+                        if audio.is_some_and(|a| a.codec == Codec::Opus) {
+                            stream.do_send(NeedAudio {
+                                peer: conn.peer,
+                                codec: Codec::Aac,
+                            });
+                        }
                         let mut out = OutQueue::new();
                         let _ = conn
                             .session

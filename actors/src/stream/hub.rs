@@ -22,6 +22,9 @@ struct HubState {
     gop: GopCache,
     video_config: Option<Arc<TrackConfig>>,
     audio_config: Option<Arc<TrackConfig>>,
+    /// Configuration of transcoded audio (AAC made from Opus), apart from the source's own so
+    /// that no transcoder takes another's output for its input.
+    derived_audio_config: Option<Arc<TrackConfig>>,
     metadata: Option<Arc<Metadata>>,
     /// Token of the publisher allowed to push; 0 when nobody publishes.
     token: u64,
@@ -36,6 +39,7 @@ impl MediaHub {
                 gop: GopCache::new(gop_cache_max_bytes),
                 video_config: None,
                 audio_config: None,
+                derived_audio_config: None,
                 metadata: None,
                 token: 0,
                 epoch: 0,
@@ -61,6 +65,7 @@ impl MediaHub {
         state.gop.reset();
         state.video_config = None;
         state.audio_config = None;
+        state.derived_audio_config = None;
         state.metadata = None;
         let epoch = state.epoch;
         let _ = self.sender.send(MediaPacket::Published { epoch });
@@ -111,6 +116,17 @@ impl MediaHub {
         let _ = self.sender.send(MediaPacket::Frame(frame));
     }
 
+    /// The configuration of transcoded audio, for the epoch it was made in.
+    pub fn push_derived_config(&self, epoch: u32, config: TrackConfig) {
+        let config = Arc::new(config);
+        let mut state = self.lock();
+        if state.token == 0 || state.epoch != epoch {
+            return;
+        }
+        state.derived_audio_config = Some(Arc::clone(&config));
+        let _ = self.sender.send(MediaPacket::Config(config));
+    }
+
     /// The current publish epoch (counts publishes; 0 before the first).
     pub fn epoch(&self) -> u32 {
         self.lock().epoch
@@ -159,10 +175,12 @@ impl MediaHub {
         snapshot.extend(state.metadata.clone().map(MediaPacket::Metadata));
         snapshot.extend(state.video_config.clone().map(MediaPacket::Config));
         snapshot.extend(state.audio_config.clone().map(MediaPacket::Config));
+        snapshot.extend(state.derived_audio_config.clone().map(MediaPacket::Config));
         snapshot.extend(state.gop.snapshot());
         (snapshot, self.sender.subscribe())
     }
 
+    /// The source's own video and audio configurations (never transcoded ones).
     pub fn configs(&self) -> (Option<Arc<TrackConfig>>, Option<Arc<TrackConfig>>) {
         let state = self.lock();
         (state.video_config.clone(), state.audio_config.clone())

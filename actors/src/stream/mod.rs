@@ -13,8 +13,10 @@ pub use hub::MediaHub;
 use crate::messages::*;
 use crate::registry::Registry;
 use actix::prelude::*;
+use mediarouter_core::media::Codec;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::settings::StreamSettings;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +31,11 @@ struct PublisherEntry {
     address: String,
     query: mediarouter_core::media::QueryParams,
     control: Recipient<PublisherCommand>,
+}
+
+struct Transcoder {
+    players: HashSet<PeerId>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 struct PlayerEntry {
@@ -52,9 +59,8 @@ pub struct Stream {
     bitrate_in_kbps: u64,
     bitrate_out_kbps: u64,
     last_bytes: (u64, u64),
-    /// Players that need the audio as Opus, and the one transcoder serving them all.
-    opus_demand: HashSet<PeerId>,
-    opus_transcoder: Option<tokio::task::JoinHandle<()>>,
+    /// Per target audio codec: the players that need it, and the one transcoder serving them.
+    transcoders: HashMap<Codec, Transcoder>,
 }
 
 impl Stream {
@@ -82,19 +88,22 @@ impl Stream {
             bitrate_in_kbps: 0,
             bitrate_out_kbps: 0,
             last_bytes: (0, 0),
-            opus_demand: HashSet::new(),
-            opus_transcoder: None,
+            transcoders: HashMap::new(),
         }
     }
 
     /// The player no longer needs transcoded audio; the last one out stops the transcoder.
     fn release_audio(&mut self, peer: PeerId) {
-        if self.opus_demand.remove(&peer) && self.opus_demand.is_empty() {
-            if let Some(task) = self.opus_transcoder.take() {
-                task.abort();
-                info!(stream = %self.name, "AAC to Opus transcoder stopped: no viewer needs it");
+        let name = &self.name;
+        self.transcoders.retain(|codec, transcoder| {
+            transcoder.players.remove(&peer);
+            if transcoder.players.is_empty() {
+                transcoder.task.abort();
+                info!(stream = %name, to = %codec.name(), "audio transcoder stopped: nobody needs it");
+                return false;
             }
-        }
+            true
+        });
     }
 
     fn stop_player(&mut self, peer: PeerId, code: &str, description: &str) {
@@ -215,8 +224,8 @@ impl Actor for Stream {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some(task) = self.opus_transcoder.take() {
-            task.abort();
+        for (_, transcoder) in self.transcoders.drain() {
+            transcoder.task.abort();
         }
         info!(stream = %self.name, "stream closed");
     }
@@ -335,18 +344,25 @@ impl Handler<NeedAudio> for Stream {
     type Result = ();
 
     fn handle(&mut self, msg: NeedAudio, _: &mut Context<Self>) {
-        if msg.codec != mediarouter_core::media::Codec::Opus
-            || !self.players.contains_key(&msg.peer)
-        {
+        if !self.players.contains_key(&msg.peer) {
             return;
         }
-        self.opus_demand.insert(msg.peer);
-        if self.opus_transcoder.is_none() {
-            self.opus_transcoder = Some(transcode::spawn_aac_to_opus(
-                Arc::clone(&self.hub),
-                self.name.clone(),
-            ));
-        }
+        let (hub, name) = (&self.hub, &self.name);
+        let transcoder = match self.transcoders.entry(msg.codec) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let task = match msg.codec {
+                    Codec::Opus => transcode::spawn_aac_to_opus(Arc::clone(hub), name.clone()),
+                    Codec::Aac => transcode::spawn_opus_to_aac(Arc::clone(hub), name.clone()),
+                    _ => return,
+                };
+                entry.insert(Transcoder {
+                    players: HashSet::new(),
+                    task,
+                })
+            }
+        };
+        transcoder.players.insert(msg.peer);
     }
 }
 

@@ -1,13 +1,16 @@
-//! WebRTC viewers: one [`WebrtcViewer`] actor per browser playing a stream, its media pump, and
-//! what all viewers share (UDP port range, ICE addresses, settings).
+//! WebRTC peers: one [`WebrtcViewer`] actor per browser playing a stream (with its media pump),
+//! one [`WebrtcPublisher`] per browser publishing one, and what they all share (UDP port range,
+//! ICE addresses, settings).
 //!
 //! Invariants: each peer connection binds one UDP port of `webrtc.port_min..=port_max` on every
 //! ICE address (the webrtc crate has no single-port mux); the port cursor moves on for every
 //! connection so a port just freed is not reused at once; a port found busy is skipped.
 
+mod publisher;
 mod pump;
 mod viewer;
 
+pub use publisher::{PublisherSpec, WebrtcPublisher};
 pub use viewer::{ToClient, ViewerSignal, ViewerSpec, WebrtcViewer};
 
 use mediarouter_core::settings::{StreamSettings, WebrtcSettings};

@@ -51,15 +51,36 @@ pub enum ViewerSignal {
     Stop(String),
 }
 
-/// webrtc-rs callbacks → viewer.
+/// webrtc-rs callbacks → viewer or publisher.
 #[derive(Message)]
 #[rtype(result = "()")]
-enum PeerEvent {
+pub(super) enum PeerEvent {
     Candidate(Option<RTCIceCandidateInit>),
     State(RTCPeerConnectionState),
+    /// A track the remote peer sends (publishers).
+    Track(Arc<dyn webrtc::media_stream::track_remote::TrackRemote>),
 }
 
-struct EventForwarder(Recipient<PeerEvent>);
+pub(super) struct EventForwarder(pub(super) Recipient<PeerEvent>);
+
+pub(super) fn candidate_init(candidate: Candidate) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: candidate.candidate,
+        sdp_mid: candidate.sdp_mid,
+        sdp_mline_index: candidate.sdp_mline_index,
+        username_fragment: candidate.username_fragment,
+        ..Default::default()
+    }
+}
+
+pub(super) fn candidate_message(init: RTCIceCandidateInit) -> Candidate {
+    Candidate {
+        candidate: init.candidate,
+        sdp_mid: init.sdp_mid,
+        sdp_mline_index: init.sdp_mline_index,
+        username_fragment: init.username_fragment,
+    }
+}
 
 #[async_trait::async_trait]
 impl PeerConnectionEventHandler for EventForwarder {
@@ -77,6 +98,10 @@ impl PeerConnectionEventHandler for EventForwarder {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         self.0.do_send(PeerEvent::State(state));
+    }
+
+    async fn on_track(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) {
+        self.0.do_send(PeerEvent::Track(track));
     }
 }
 
@@ -505,7 +530,7 @@ impl Plan {
     }
 }
 
-fn codec_parameters(
+pub(super) fn codec_parameters(
     mime: &str,
     payload_type: u8,
     clock_rate: u32,
@@ -714,13 +739,7 @@ impl Handler<ViewerSignal> for WebrtcViewer {
                 .spawn(ctx);
             }
             ViewerSignal::Candidate(Some(candidate)) => {
-                self.pending_candidates.push(RTCIceCandidateInit {
-                    candidate: candidate.candidate,
-                    sdp_mid: candidate.sdp_mid,
-                    sdp_mline_index: candidate.sdp_mline_index,
-                    username_fragment: candidate.username_fragment,
-                    ..Default::default()
-                });
+                self.pending_candidates.push(candidate_init(candidate));
                 self.flush_candidates(ctx);
             }
             ViewerSignal::Candidate(None) => {}
@@ -735,17 +754,14 @@ impl Handler<PeerEvent> for WebrtcViewer {
     fn handle(&mut self, msg: PeerEvent, ctx: &mut Context<Self>) {
         match msg {
             PeerEvent::Candidate(candidate) => {
-                let candidate = candidate.map(|c| Candidate {
-                    candidate: c.candidate,
-                    sdp_mid: c.sdp_mid,
-                    sdp_mline_index: c.sdp_mline_index,
-                    username_fragment: c.username_fragment,
-                });
+                let candidate = candidate.map(candidate_message);
                 self.client.do_send(ToClient(ServerMessage::Candidate {
                     stream_id: self.stream_id.clone(),
                     candidate,
                 }));
             }
+            // Viewers receive nothing.
+            PeerEvent::Track(_) => {}
             PeerEvent::State(state) => {
                 debug!(stream = %self.name, peer = %self.address, %state, "peer connection state");
                 match state {

@@ -8,7 +8,9 @@
 //! reason, stops every viewer it started.
 
 use crate::registry::Registry;
-use crate::webrtc::{ToClient, ViewerSignal, ViewerSpec, WebrtcContext, WebrtcViewer};
+use crate::webrtc::{
+    PublisherSpec, ToClient, ViewerSignal, ViewerSpec, WebrtcContext, WebrtcPublisher, WebrtcViewer,
+};
 use actix::prelude::*;
 use actix_web_actors::ws;
 use mediarouter_core::camera::{is_camera_url, CameraUrl};
@@ -34,7 +36,8 @@ pub struct WsSession {
     context: Arc<SessionContext>,
     /// Set by `connect`: the application of bare stream names.
     app: Option<String>,
-    streams: HashMap<String, Addr<WebrtcViewer>>,
+    /// Viewers and publishers of this session, by the client's stream id.
+    streams: HashMap<String, Recipient<ViewerSignal>>,
     last_heard: Instant,
     closing: bool,
 }
@@ -105,6 +108,11 @@ impl WsSession {
                 name,
                 sdp,
             } => self.on_play(stream_id, name, sdp, ctx),
+            ClientMessage::Publish {
+                stream_id,
+                name,
+                sdp,
+            } => self.on_publish(stream_id, name, sdp, ctx),
             ClientMessage::Answer { stream_id, sdp } => {
                 self.signal(&stream_id, ViewerSignal::Answer(sdp), ctx)
             }
@@ -158,6 +166,79 @@ impl WsSession {
         );
     }
 
+    /// Refuses a stream id in use or one stream too many; true when the id may be taken.
+    fn admit(&mut self, stream_id: &str, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        if self.streams.contains_key(stream_id) {
+            self.error(
+                ProtocolError::new(
+                    "duplicate_stream",
+                    format!("stream '{stream_id}' is already in use in this session"),
+                    Some(stream_id.to_string()),
+                ),
+                ctx,
+            );
+            return false;
+        }
+        let max = self.context.webrtc.settings.max_streams_per_session;
+        if self.streams.len() >= max {
+            self.error(
+                ProtocolError::new(
+                    "too_many_streams",
+                    format!("a session holds at most {max} streams"),
+                    Some(stream_id.to_string()),
+                ),
+                ctx,
+            );
+            return false;
+        }
+        true
+    }
+
+    /// `app/name` as given, or a bare name in the session's application.
+    fn stream_name(&self, requested: &str) -> StreamName {
+        let app = self.app.clone().unwrap_or_default();
+        match requested.split_once('/') {
+            Some((app, name)) if !app.is_empty() && !name.is_empty() => StreamName::new(app, name),
+            _ => StreamName::new(app, requested.trim_matches('/')),
+        }
+    }
+
+    fn on_publish(
+        &mut self,
+        stream_id: String,
+        requested: String,
+        sdp: String,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if !self.admit(&stream_id, ctx) {
+            return;
+        }
+        let requested = requested.trim();
+        if is_camera_url(requested) {
+            return self.error(
+                ProtocolError::new(
+                    "bad_request",
+                    "a camera URL cannot be published to",
+                    Some(stream_id),
+                ),
+                ctx,
+            );
+        }
+        let name = self.stream_name(requested);
+        info!(session = %self.id, peer = %self.address, stream = %name, id = %stream_id, "WebRTC publish requested");
+        let publisher = WebrtcPublisher::new(PublisherSpec {
+            stream_id: stream_id.clone(),
+            name,
+            address: self.address.clone(),
+            offer: sdp,
+            client: ctx.address().recipient(),
+            registry: self.context.registry.clone(),
+            context: Arc::clone(&self.context.webrtc),
+        })
+        .start();
+        self.streams.insert(stream_id, publisher.recipient());
+    }
+
     fn on_play(
         &mut self,
         stream_id: String,
@@ -165,28 +246,8 @@ impl WsSession {
         sdp: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if self.streams.contains_key(&stream_id) {
-            return self.error(
-                ProtocolError::new(
-                    "duplicate_stream",
-                    format!("stream '{stream_id}' is already in use in this session"),
-                    Some(stream_id),
-                ),
-                ctx,
-            );
-        }
-        if self.streams.len() >= self.context.webrtc.settings.max_streams_per_session {
-            return self.error(
-                ProtocolError::new(
-                    "too_many_streams",
-                    format!(
-                        "a session holds at most {} streams",
-                        self.context.webrtc.settings.max_streams_per_session
-                    ),
-                    Some(stream_id),
-                ),
-                ctx,
-            );
+        if !self.admit(&stream_id, ctx) {
+            return;
         }
         let requested = requested.trim().to_string();
         let (name, camera) = if is_camera_url(&requested) {
@@ -206,14 +267,7 @@ impl WsSession {
                 }
             }
         } else {
-            let app = self.app.clone().unwrap_or_default();
-            let name = match requested.split_once('/') {
-                Some((app, name)) if !app.is_empty() && !name.is_empty() => {
-                    StreamName::new(app, name)
-                }
-                _ => StreamName::new(app, requested.trim_matches('/')),
-            };
-            (name, None)
+            (self.stream_name(&requested), None)
         };
         info!(session = %self.id, peer = %self.address, stream = %name, id = %stream_id, "WebRTC play requested");
         let viewer = WebrtcViewer::new(ViewerSpec {
@@ -227,7 +281,7 @@ impl WsSession {
             context: Arc::clone(&self.context.webrtc),
         })
         .start();
-        self.streams.insert(stream_id, viewer);
+        self.streams.insert(stream_id, viewer.recipient());
     }
 
     fn signal(

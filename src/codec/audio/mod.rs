@@ -1,4 +1,6 @@
-//! Audio transcoding for WebRTC viewers: AAC access units in, 20 ms Opus packets at 48 kHz out.
+//! Audio transcoding between RTMP/RTSP and WebRTC: AAC access units to 20 ms Opus packets at
+//! 48 kHz for WebRTC viewers here, and Opus from WebRTC publishers to AAC-LC for RTMP and fMP4
+//! players in [`opus_to_aac`] ([`OpusToAac`], with its own timing rules).
 //!
 //! [`AacToOpus`] decodes with fdk-aac (AAC-LC, HE-AAC, HE-AACv2), mixes to the Opus channel count
 //! (mono stays mono, everything else becomes stereo), resamples to 48 kHz with a band-limited
@@ -6,7 +8,7 @@
 //! task, feeds units with their decode timestamps and sends the packets on. One per stream, never
 //! per viewer.
 //!
-//! Invariants:
+//! Invariants of [`AacToOpus`]:
 //! - Every packet holds 960 samples per channel (20 ms); a timeline's first packet carries the
 //!   dts of the unit that started it and each later one exactly 20 000 µs more, so pts never goes
 //!   backwards within a timeline.
@@ -20,9 +22,14 @@
 //! - A unit that cannot be decoded returns an error and changes nothing: the next one decodes.
 //!   No input makes this module panic.
 
+mod opus_to_aac;
+#[cfg(test)]
+mod opus_to_aac_tests;
 mod resample;
 #[cfg(test)]
 mod tests;
+
+pub use self::opus_to_aac::{AacUnit, OpusToAac, AAC_FRAME_SAMPLES};
 
 use bytes::Bytes;
 use fdk_aac::dec::{Decoder, Transport};
@@ -62,7 +69,7 @@ pub struct OpusPacket {
     pub duration_us: u32,
 }
 
-/// Why a configuration or an access unit could not be transcoded.
+/// Why a configuration, an access unit or a packet could not be transcoded.
 #[derive(Debug, Error)]
 pub enum AudioError {
     #[error("unusable AAC AudioSpecificConfig: {0}")]
@@ -77,6 +84,16 @@ pub enum AudioError {
     DecodedFormat(String),
     #[error("Opus encoder: {0}")]
     Encode(#[from] opus::Error),
+    #[error("unsupported channel count {0}: 1 or 2")]
+    Channels(u8),
+    #[error("empty Opus packet")]
+    EmptyPacket,
+    #[error("Opus packet of {0} samples per channel (2.5 to 120 ms at 48 kHz)")]
+    PacketDuration(usize),
+    #[error("Opus packet could not be decoded: {0}")]
+    OpusDecode(opus::Error),
+    #[error("AAC encoder: {0}")]
+    AacEncode(String),
 }
 
 /// The sample-count clock of one timeline: where the input and the output stand.

@@ -1,0 +1,505 @@
+//! One browser publishing its camera and microphone over WebRTC: takes the stream name in the
+//! registry, answers the browser's offer (H.264 and Opus), and turns the received RTP into the
+//! stream's frames: H.264 access units with a decoder configuration built from the in-band
+//! SPS/PPS, Opus packets as they are.
+//!
+//! Invariants: the name is held before any media is accepted and a name in use is refused with
+//! FAILED; both tracks share one timeline (each track's first packet is placed at its arrival
+//! time), so lip sync survives; the publisher is asked for keyframes (PLI) after a loss and
+//! every couple of seconds, so GOPs stay short; stopping for any reason unpublishes and closes
+//! the peer connection.
+
+use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
+use super::{PeerGuard, WebrtcContext};
+use crate::messages::*;
+use crate::registry::{with_stream, Registry};
+use crate::stream::{MediaHub, Stream};
+use actix::prelude::*;
+use bytes::Bytes;
+use mediarouter_core::codec::avc::AvcConfig;
+use mediarouter_core::codec::rtp::H264Depacketizer;
+use mediarouter_core::media::{Codec, Frame, QueryParams, StreamName, TrackConfig, TrackInfo};
+use mediarouter_core::webrtc::offer::{choose_h264, offered_formats, MediaKind};
+use mediarouter_core::webrtc::signalling::{ServerMessage, StreamStatus};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{MediaEngine, PeerConnectionEventHandler, RTCSessionDescription};
+
+/// Keyframe requests: at most one per this interval after losses, and one at this interval
+/// anyway (browsers send keyframes only when asked).
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+
+pub struct PublisherSpec {
+    pub stream_id: String,
+    pub name: StreamName,
+    pub address: String,
+    pub offer: String,
+    pub client: Recipient<ToClient>,
+    pub registry: Addr<Registry>,
+    pub context: Arc<WebrtcContext>,
+}
+
+pub struct WebrtcPublisher {
+    peer: PeerId,
+    spec: PublisherSpec,
+    stream: Option<Addr<Stream>>,
+    grant: Option<(Arc<MediaHub>, u64)>,
+    pc: Option<PeerGuard>,
+    started: Instant,
+    connected: bool,
+    publishing: bool,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    finished: bool,
+}
+
+/// Reader task → publisher: the first frame was pushed.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct MediaFlowing;
+
+impl WebrtcPublisher {
+    pub fn new(spec: PublisherSpec) -> WebrtcPublisher {
+        WebrtcPublisher {
+            peer: PeerId::next(),
+            spec,
+            stream: None,
+            grant: None,
+            pc: None,
+            started: Instant::now(),
+            connected: false,
+            publishing: false,
+            readers: Vec::new(),
+            finished: false,
+        }
+    }
+
+    fn status(&self, status: StreamStatus, reason: Option<String>) {
+        self.spec.client.do_send(ToClient(ServerMessage::Status {
+            stream_id: self.spec.stream_id.clone(),
+            name: self.spec.name.to_string(),
+            status,
+            reason,
+            info: None,
+        }));
+    }
+
+    fn finish(&mut self, status: StreamStatus, reason: String, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        info!(stream = %self.spec.name, peer = %self.spec.address, id = %self.spec.stream_id, %reason, "WebRTC publish ended");
+        self.status(status, Some(reason));
+        ctx.stop();
+    }
+
+    fn negotiate(&mut self, ctx: &mut Context<Self>) {
+        let formats = offered_formats(&self.spec.offer);
+        let Some(h264) = choose_h264(&formats, None).cloned() else {
+            return self.finish(
+                StreamStatus::Failed,
+                "codec not supported: publish H.264 (packetization-mode=1); the offer has none"
+                    .into(),
+                ctx,
+            );
+        };
+        let opus = formats
+            .iter()
+            .find(|f| {
+                f.kind == MediaKind::Audio
+                    && f.encoding.eq_ignore_ascii_case("opus")
+                    && f.clock_rate == 48000
+            })
+            .cloned();
+        let context = Arc::clone(&self.spec.context);
+        let forwarder: Arc<dyn PeerConnectionEventHandler> =
+            Arc::new(EventForwarder(ctx.address().recipient()));
+        let offer = self.spec.offer.clone();
+        async move {
+            let mut engine = MediaEngine::default();
+            let mut codecs = vec![(
+                super::viewer::codec_parameters(
+                    "video/H264",
+                    h264.payload_type,
+                    90000,
+                    0,
+                    &h264.fmtp,
+                ),
+                RtpCodecKind::Video,
+            )];
+            if let Some(opus) = &opus {
+                codecs.push((
+                    super::viewer::codec_parameters(
+                        "audio/opus",
+                        opus.payload_type,
+                        48000,
+                        2,
+                        &opus.fmtp,
+                    ),
+                    RtpCodecKind::Audio,
+                ));
+            }
+            for (codec, kind) in codecs {
+                engine
+                    .register_codec(codec, kind)
+                    .map_err(|e| format!("codec registration: {e}"))?;
+            }
+            let (pc, _port) = context.connect(engine, forwarder).await?;
+            let description =
+                RTCSessionDescription::offer(offer).map_err(|e| format!("bad offer: {e}"))?;
+            pc.set_remote_description(description)
+                .await
+                .map_err(|e| format!("bad offer: {e}"))?;
+            let answer = pc
+                .create_answer(None)
+                .await
+                .map_err(|e| format!("peer connection: {e}"))?;
+            let sdp = answer.sdp.clone();
+            pc.set_local_description(answer)
+                .await
+                .map_err(|e| format!("peer connection: {e}"))?;
+            Ok::<_, String>((pc, sdp))
+        }
+        .into_actor(self)
+        .map(|result, publisher, ctx| match result {
+            Ok((pc, sdp)) => {
+                publisher.pc = Some(pc);
+                publisher
+                    .spec
+                    .client
+                    .do_send(ToClient(ServerMessage::Answer {
+                        stream_id: publisher.spec.stream_id.clone(),
+                        sdp,
+                    }));
+                let timeout =
+                    Duration::from_millis(publisher.spec.context.settings.connect_timeout_ms);
+                ctx.run_later(timeout, |publisher, ctx| {
+                    if !publisher.connected {
+                        publisher.finish(
+                            StreamStatus::Failed,
+                            "peer connection failed: no ICE/DTLS connection in time".into(),
+                            ctx,
+                        );
+                    }
+                });
+            }
+            Err(reason) => publisher.finish(StreamStatus::Failed, reason, ctx),
+        })
+        .spawn(ctx);
+    }
+
+    fn read_track(&mut self, track: Arc<dyn TrackRemote>, ctx: &mut Context<Self>) {
+        let Some((hub, token)) = self.grant.clone() else {
+            return;
+        };
+        let reader = TrackReader {
+            hub,
+            token,
+            name: self.spec.name.clone(),
+            started: self.started,
+            flowing: ctx.address().recipient(),
+        };
+        self.readers.push(tokio::spawn(reader.run(track)));
+    }
+}
+
+struct TrackReader {
+    hub: Arc<MediaHub>,
+    token: u64,
+    name: StreamName,
+    /// Publish start: every track's first packet is placed at its arrival time after it.
+    started: Instant,
+    flowing: Recipient<MediaFlowing>,
+}
+
+/// Unwraps 32-bit RTP timestamps into a monotonic tick count.
+struct Unwrapper {
+    last: Option<u32>,
+    ticks: i64,
+}
+
+impl Unwrapper {
+    fn ticks(&mut self, timestamp: u32) -> i64 {
+        if let Some(last) = self.last {
+            self.ticks += i64::from(timestamp.wrapping_sub(last) as i32);
+        }
+        self.last = Some(timestamp);
+        self.ticks
+    }
+
+    /// Ticks of an earlier (or equal) timestamp, without moving on.
+    fn at(&self, timestamp: u32) -> i64 {
+        match self.last {
+            Some(last) => self.ticks + i64::from(timestamp.wrapping_sub(last) as i32),
+            None => 0,
+        }
+    }
+}
+
+impl TrackReader {
+    async fn run(self, track: Arc<dyn TrackRemote>) {
+        let Some(ssrc) = track.ssrcs().await.first().copied() else {
+            return;
+        };
+        let Some(codec) = track.codec(ssrc).await else {
+            return;
+        };
+        let mime = codec.mime_type.to_ascii_lowercase();
+        let clock = i64::from(codec.clock_rate.max(1));
+        info!(stream = %self.name, codec = %mime, ssrc, "WebRTC publisher track");
+        let mut unwrap = Unwrapper {
+            last: None,
+            ticks: 0,
+        };
+        let mut offset_us: Option<i64> = None;
+        let mut depacketizer = H264Depacketizer::new();
+        let mut last_pli = Instant::now();
+        let mut audio_announced = false;
+        let mut flowing_told = false;
+        let video = mime == "video/h264";
+        let audio = mime == "audio/opus";
+        if video {
+            send_pli(&track, ssrc).await;
+        }
+        while let Some(event) = track.poll().await {
+            let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                if matches!(event, TrackRemoteEvent::OnEnded) {
+                    break;
+                }
+                continue;
+            };
+            let ticks = unwrap.ticks(packet.header.timestamp);
+            let offset = *offset_us.get_or_insert_with(|| {
+                self.started.elapsed().as_micros() as i64 - ticks * 1_000_000 / clock
+            });
+            let dts_us = offset + ticks * 1_000_000 / clock;
+            let pushed = if video {
+                let unit = depacketizer.push(
+                    &packet.payload,
+                    packet.header.sequence_number,
+                    packet.header.timestamp,
+                    packet.header.marker,
+                );
+                if let Some(record) = depacketizer.take_config() {
+                    let info = AvcConfig::parse(&record)
+                        .map(|c| c.track_info())
+                        .unwrap_or_default();
+                    debug!(stream = %self.name, width = ?info.width, height = ?info.height, "publisher video configuration");
+                    self.hub.push_config(
+                        self.token,
+                        TrackConfig {
+                            codec: Codec::H264,
+                            data: record,
+                            dts_us,
+                            info,
+                        },
+                    );
+                }
+                let keyframe_needed = depacketizer.take_keyframe_request();
+                let since = last_pli.elapsed();
+                if (keyframe_needed && since >= KEYFRAME_INTERVAL / 4) || since >= KEYFRAME_INTERVAL
+                {
+                    send_pli(&track, ssrc).await;
+                    last_pli = Instant::now();
+                }
+                match unit {
+                    Some(unit) => {
+                        // A unit may come out with the packet after it: use its own timestamp.
+                        let unit_us = offset + unwrap.at(unit.rtp_timestamp) * 1_000_000 / clock;
+                        self.hub.push_frame(
+                            self.token,
+                            Frame::new(Codec::H264, unit_us, 0, unit.keyframe, unit.avcc),
+                        );
+                        true
+                    }
+                    None => false,
+                }
+            } else if audio {
+                if !audio_announced {
+                    audio_announced = true;
+                    announce_opus(&self);
+                }
+                self.hub.push_frame(
+                    self.token,
+                    Frame::new(Codec::Opus, dts_us, 0, true, packet.payload.clone()),
+                );
+                true
+            } else {
+                false
+            };
+            if pushed && !flowing_told {
+                flowing_told = true;
+                self.flowing.do_send(MediaFlowing);
+            }
+        }
+        debug!(stream = %self.name, codec = %mime, "WebRTC publisher track ended");
+    }
+}
+
+/// Opus has no decoder configuration, but REST and players want to know the audio track: an
+/// empty Opus configuration announces it.
+fn announce_opus(reader: &TrackReader) {
+    reader.hub.push_config(
+        reader.token,
+        TrackConfig {
+            codec: Codec::Opus,
+            data: Bytes::new(),
+            dts_us: 0,
+            info: TrackInfo {
+                sample_rate: Some(48000),
+                channels: Some(2),
+                ..TrackInfo::default()
+            },
+        },
+    );
+}
+
+async fn send_pli(track: &Arc<dyn TrackRemote>, media_ssrc: u32) {
+    let pli = PictureLossIndication {
+        sender_ssrc: 0,
+        media_ssrc,
+    };
+    if let Err(e) = track.write_rtcp(vec![Box::new(pli)]).await {
+        debug!("keyframe request not sent: {e}");
+    }
+}
+
+impl Actor for WebrtcPublisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.status(StreamStatus::Pending, None);
+        let request = Publish {
+            peer: self.peer,
+            protocol: Protocol::Webrtc,
+            address: self.spec.address.clone(),
+            query: QueryParams::default(),
+            control: ctx.address().recipient(),
+        };
+        let registry = self.spec.registry.clone();
+        let name = self.spec.name.clone();
+        async move {
+            with_stream(&registry, &name, |stream| {
+                let request = request.clone();
+                async move { stream.send(request).await }
+            })
+            .await
+        }
+        .into_actor(self)
+        .map(|result, publisher, ctx| match result {
+            Ok((grant, stream)) => {
+                publisher.grant = Some((grant.hub, grant.token));
+                publisher.stream = Some(stream);
+                publisher.negotiate(ctx);
+            }
+            Err(StreamError::AlreadyPublishing(name)) => publisher.finish(
+                StreamStatus::Failed,
+                format!("name in use: {name} is already being published"),
+                ctx,
+            ),
+            Err(e) => publisher.finish(StreamStatus::Failed, format!("publish refused: {e}"), ctx),
+        })
+        .spawn(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        if !self.finished {
+            self.status(StreamStatus::Stopped, Some("server stopped".into()));
+        }
+        for reader in self.readers.drain(..) {
+            reader.abort();
+        }
+        if let Some(stream) = self.stream.take() {
+            stream.do_send(Unpublish { peer: self.peer });
+        }
+        // Dropping the guard closes the connection and frees its port.
+        self.pc = None;
+    }
+}
+
+impl Handler<ViewerSignal> for WebrtcPublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: ViewerSignal, ctx: &mut Context<Self>) {
+        match msg {
+            ViewerSignal::Candidate(Some(candidate)) => {
+                let Some(pc) = self.pc.as_ref().map(PeerGuard::connection) else {
+                    return;
+                };
+                let name = self.spec.name.clone();
+                actix::spawn(async move {
+                    if let Err(e) = pc
+                        .add_ice_candidate(super::viewer::candidate_init(candidate))
+                        .await
+                    {
+                        debug!(stream = %name, "client ICE candidate refused: {e}");
+                    }
+                });
+            }
+            ViewerSignal::Candidate(None) | ViewerSignal::Answer(_) => {}
+            ViewerSignal::Stop(reason) => self.finish(StreamStatus::Stopped, reason, ctx),
+        }
+    }
+}
+
+impl Handler<PeerEvent> for WebrtcPublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerEvent, ctx: &mut Context<Self>) {
+        match msg {
+            PeerEvent::Candidate(candidate) => {
+                self.spec.client.do_send(ToClient(ServerMessage::Candidate {
+                    stream_id: self.spec.stream_id.clone(),
+                    candidate: candidate.map(super::viewer::candidate_message),
+                }));
+            }
+            PeerEvent::State(state) => {
+                use webrtc::peer_connection::RTCPeerConnectionState as State;
+                match state {
+                    State::Connected => self.connected = true,
+                    State::Failed => {
+                        self.finish(StreamStatus::Failed, "peer connection failed".into(), ctx)
+                    }
+                    State::Closed | State::Disconnected if self.connected => self.finish(
+                        StreamStatus::Stopped,
+                        "publisher connection lost".into(),
+                        ctx,
+                    ),
+                    _ => {}
+                }
+            }
+            PeerEvent::Track(track) => self.read_track(track, ctx),
+        }
+    }
+}
+
+impl Handler<MediaFlowing> for WebrtcPublisher {
+    type Result = ();
+
+    fn handle(&mut self, _: MediaFlowing, _: &mut Context<Self>) {
+        if !self.publishing {
+            self.publishing = true;
+            info!(stream = %self.spec.name, peer = %self.spec.address, "WebRTC publishing");
+            self.status(StreamStatus::Publishing, None);
+        }
+    }
+}
+
+impl Handler<PublisherCommand> for WebrtcPublisher {
+    type Result = ();
+
+    fn handle(&mut self, msg: PublisherCommand, ctx: &mut Context<Self>) {
+        match msg {
+            PublisherCommand::Stop { reason } => {
+                // The stream already let go of this publisher.
+                self.stream = None;
+                warn!(stream = %self.spec.name, peer = %self.spec.address, %reason, "WebRTC publisher cut by the server");
+                self.finish(StreamStatus::Stopped, reason, ctx);
+            }
+        }
+    }
+}
