@@ -11,6 +11,7 @@ use crate::messages::*;
 use crate::rtsp::RtspPull;
 use crate::stream::Stream;
 use actix::prelude::*;
+use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::settings::{RtspSettings, StreamSettings};
 use std::collections::BTreeMap;
@@ -219,4 +220,36 @@ where
         }
     }
     Err(StreamError::Retired)
+}
+
+/// A player's way in: for a camera URL, its pull (started on demand, one per URL) first names
+/// the stream; then the player subscribes to it. Returns the subscription, the stream and its
+/// name.
+pub async fn subscribe_player(
+    registry: &Addr<Registry>,
+    requested: StreamName,
+    camera: Option<CameraUrl>,
+    request: Subscribe,
+) -> Result<(Subscription, Addr<Stream>, StreamName), StreamError> {
+    let key = match camera {
+        Some(camera) => match registry
+            .send(EnsurePull {
+                camera,
+                alias: None,
+                on_demand: true,
+            })
+            .await
+        {
+            Ok(Ok(handle)) => handle.stream,
+            // On-demand pulls are never refused; only a registry that is gone fails here.
+            _ => return Err(StreamError::Retired),
+        },
+        None => requested,
+    };
+    let (subscription, stream) = with_stream(registry, &key, |stream| {
+        let request = request.clone();
+        async move { stream.send(request).await }
+    })
+    .await?;
+    Ok((subscription, stream, key))
 }

@@ -8,7 +8,7 @@
 
 use super::writer::{PlayStart, Writer, WriterCommand, WriterLimits};
 use crate::messages::*;
-use crate::registry::{with_stream, Registry};
+use crate::registry::{subscribe_player, with_stream, Registry};
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -407,33 +407,16 @@ impl RtmpConnection {
         let me = ctx.address();
         let (peer, address) = (self.peer, self.address.to_string());
         let fut = async move {
-            let key = match camera {
-                // A camera: its pull (started on demand) publishes into the stream it names.
-                Some(camera) => match registry
-                    .send(EnsurePull {
-                        camera,
-                        alias: None,
-                        on_demand: true,
-                    })
-                    .await
-                {
-                    Ok(Ok(handle)) => handle.stream,
-                    _ => return (Err(StreamError::Retired), requested),
-                },
-                None => requested,
-            };
             let request = Subscribe {
                 peer,
                 protocol: Protocol::Rtmp,
                 address,
                 control: me.recipient(),
             };
-            let result = with_stream(&registry, &key, |stream| {
-                let request = request.clone();
-                async move { stream.send(request).await }
-            })
-            .await;
-            (result, key)
+            match subscribe_player(&registry, requested.clone(), camera, request).await {
+                Ok((subscription, stream, key)) => (Ok((subscription, stream)), key),
+                Err(e) => (Err(e), requested),
+            }
         };
         fut.into_actor(self)
             .map(move |(result, stream_name), conn, ctx| {

@@ -10,7 +10,7 @@
 use super::pump::{self, PumpEvent, PumpSpec, TrackOut};
 use super::{PeerGuard, WebrtcContext};
 use crate::messages::*;
-use crate::registry::{with_stream, Registry};
+use crate::registry::{subscribe_player, Registry};
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use mediarouter_core::camera::CameraUrl;
@@ -660,30 +660,9 @@ impl Actor for WebrtcViewer {
             control: ctx.address().recipient(),
         };
         async move {
-            let key = match camera {
-                Some(camera) => match registry
-                    .send(EnsurePull {
-                        camera,
-                        alias: None,
-                        on_demand: true,
-                    })
-                    .await
-                {
-                    Ok(Ok(handle)) => handle.stream,
-                    Ok(Err(e)) => return Err(format!("camera unreachable: {e}")),
-                    Err(_) => return Err("server is shutting down".to_string()),
-                },
-                None => requested,
-            };
-            let result = with_stream(&registry, &key, |stream| {
-                let request = request.clone();
-                async move { stream.send(request).await }
-            })
-            .await;
-            match result {
-                Ok((subscription, stream)) => Ok((subscription, stream, key)),
-                Err(e) => Err(format!("stream unavailable: {e}")),
-            }
+            subscribe_player(&registry, requested, camera, request)
+                .await
+                .map_err(|e| format!("stream unavailable: {e}"))
         }
         .into_actor(self)
         .map(|result, viewer, ctx| match result {
