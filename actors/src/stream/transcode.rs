@@ -10,151 +10,116 @@
 //! against the hub's source configuration), never another transcoder's output.
 
 use super::MediaHub;
-use mediarouter_core::codec::audio::{AacToOpus, OpusToAac};
+use bytes::Bytes;
+use mediarouter_core::codec::audio::{AacToOpus, AudioError, OpusToAac};
 use mediarouter_core::media::{Codec, Frame, MediaPacket, StreamName, TrackConfig};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-/// Starts the AAC → Opus transcoder of a stream.
+/// One direction of audio transcoding, as the shared loop below drives it.
+trait AudioTranscoder: Send + Sized + 'static {
+    const INPUT: Codec;
+    const OUTPUT: Codec;
+    /// Made for the source's own audio configuration.
+    fn create(source: &TrackConfig) -> Result<Self, AudioError>;
+    /// The configuration players need before the output frames (AAC's AudioSpecificConfig).
+    fn output_config(&self) -> Option<Bytes>;
+    /// Output payloads with their timestamps, for one input frame.
+    fn push(&mut self, payload: &[u8], dts_us: i64) -> Result<Vec<(Bytes, i64)>, AudioError>;
+}
+
+impl AudioTranscoder for AacToOpus {
+    const INPUT: Codec = Codec::Aac;
+    const OUTPUT: Codec = Codec::Opus;
+
+    fn create(source: &TrackConfig) -> Result<Self, AudioError> {
+        AacToOpus::new(&source.data)
+    }
+
+    fn output_config(&self) -> Option<Bytes> {
+        None
+    }
+
+    fn push(&mut self, payload: &[u8], dts_us: i64) -> Result<Vec<(Bytes, i64)>, AudioError> {
+        Ok(AacToOpus::push(self, payload, dts_us)?
+            .into_iter()
+            .map(|p| (p.data, p.pts_us))
+            .collect())
+    }
+}
+
+impl AudioTranscoder for OpusToAac {
+    const INPUT: Codec = Codec::Opus;
+    const OUTPUT: Codec = Codec::Aac;
+
+    fn create(_: &TrackConfig) -> Result<Self, AudioError> {
+        // WebRTC always signals opus/48000/2; a mono sender decodes fine as stereo.
+        OpusToAac::new(2)
+    }
+
+    fn output_config(&self) -> Option<Bytes> {
+        Some(self.audio_specific_config())
+    }
+
+    fn push(&mut self, payload: &[u8], dts_us: i64) -> Result<Vec<(Bytes, i64)>, AudioError> {
+        Ok(OpusToAac::push(self, payload, dts_us)?
+            .into_iter()
+            .map(|u| (u.data, u.dts_us))
+            .collect())
+    }
+}
+
+/// Starts the AAC → Opus transcoder of a stream (RTMP/RTSP sources, WebRTC viewers).
 pub fn spawn_aac_to_opus(hub: Arc<MediaHub>, name: StreamName) -> JoinHandle<()> {
     info!(stream = %name, "AAC to Opus transcoder started");
-    tokio::spawn(aac_to_opus(hub, name))
-}
-
-async fn aac_to_opus(hub: Arc<MediaHub>, name: StreamName) {
-    let (snapshot, mut receiver) = hub.subscribe();
-    let mut epoch = hub.epoch();
-    let mut transcoder = None;
-    let mut errors: u64 = 0;
-    // Cached frames are in the past: only the configuration matters from the snapshot.
-    for packet in &snapshot {
-        if let MediaPacket::Config(config) = packet {
-            if config.codec == Codec::Aac && is_source(&hub, config) {
-                transcoder = start(&config.data, &name);
-            }
-        }
-    }
-    loop {
-        match receiver.recv().await {
-            Ok(MediaPacket::Config(config)) if config.codec == Codec::Aac => {
-                if is_source(&hub, &config) {
-                    transcoder = start(&config.data, &name);
-                }
-            }
-            Ok(MediaPacket::Frame(frame)) if frame.codec == Codec::Aac => {
-                let Some(t) = transcoder.as_mut() else {
-                    continue;
-                };
-                match t.push(&frame.payload, frame.dts_us) {
-                    Ok(packets) => {
-                        for packet in packets {
-                            hub.push_derived(
-                                epoch,
-                                Frame::new(Codec::Opus, packet.pts_us, 0, true, packet.data),
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        if errors.is_power_of_two() {
-                            warn!(stream = %name, errors, "AAC frame not transcoded: {e}");
-                        }
-                    }
-                }
-            }
-            Ok(MediaPacket::Published { epoch: new }) => {
-                epoch = new;
-                // The new publisher sends its own configuration.
-                transcoder = None;
-            }
-            Ok(_) => {}
-            Err(RecvError::Lagged(n)) => {
-                debug!(stream = %name, skipped = n, "transcoder behind the stream, skipping");
-            }
-            Err(RecvError::Closed) => break,
-        }
-    }
-}
-
-fn start(asc: &[u8], name: &StreamName) -> Option<AacToOpus> {
-    match AacToOpus::new(asc) {
-        Ok(t) => {
-            debug!(stream = %name, channels = t.channels(), "AAC to Opus transcoder configured");
-            Some(t)
-        }
-        Err(e) => {
-            warn!(stream = %name, "AAC configuration cannot be transcoded to Opus: {e}");
-            None
-        }
-    }
-}
-
-/// Whether `config` is the source's own audio configuration (not a transcoder's).
-fn is_source(hub: &MediaHub, config: &TrackConfig) -> bool {
-    hub.configs()
-        .1
-        .is_some_and(|source| source.codec == config.codec && source.data == config.data)
+    tokio::spawn(transcode::<AacToOpus>(hub, name))
 }
 
 /// Starts the Opus → AAC transcoder of a stream (WebRTC publisher, RTMP players).
 pub fn spawn_opus_to_aac(hub: Arc<MediaHub>, name: StreamName) -> JoinHandle<()> {
     info!(stream = %name, "Opus to AAC transcoder started");
-    tokio::spawn(opus_to_aac(hub, name))
+    tokio::spawn(transcode::<OpusToAac>(hub, name))
 }
 
-async fn opus_to_aac(hub: Arc<MediaHub>, name: StreamName) {
+/// Reads the stream like a player (cached frames are in the past: only what comes next) and
+/// pushes the transcoded audio back. The transcoder is made at the first input frame from the
+/// source's configuration, and made again when that configuration or the publisher changes.
+async fn transcode<T: AudioTranscoder>(hub: Arc<MediaHub>, name: StreamName) {
     let (_, mut receiver) = hub.subscribe();
     let mut epoch = hub.epoch();
-    let mut transcoder: Option<OpusToAac> = None;
+    let mut transcoder: Option<T> = None;
     let mut errors: u64 = 0;
     loop {
         match receiver.recv().await {
-            Ok(MediaPacket::Frame(frame)) if frame.codec == Codec::Opus => {
+            Ok(MediaPacket::Frame(frame)) if frame.codec == T::INPUT => {
                 if transcoder.is_none() {
-                    let source_is_opus = hub.configs().1.is_some_and(|c| c.codec == Codec::Opus);
-                    if !source_is_opus {
-                        continue;
-                    }
-                    match OpusToAac::new(2) {
-                        Ok(t) => {
-                            hub.push_derived_config(
-                                epoch,
-                                TrackConfig {
-                                    codec: Codec::Aac,
-                                    data: t.audio_specific_config(),
-                                    dts_us: frame.dts_us,
-                                    info: Default::default(),
-                                },
-                            );
-                            transcoder = Some(t);
-                        }
-                        Err(e) => {
-                            warn!(stream = %name, "Opus to AAC transcoder cannot start: {e}");
-                            return;
-                        }
-                    }
+                    transcoder = create::<T>(&hub, epoch, frame.dts_us, &name);
                 }
                 let Some(t) = transcoder.as_mut() else {
                     continue;
                 };
                 match t.push(&frame.payload, frame.dts_us) {
-                    Ok(units) => {
-                        for unit in units {
+                    Ok(outputs) => {
+                        for (payload, dts_us) in outputs {
                             hub.push_derived(
                                 epoch,
-                                Frame::new(Codec::Aac, unit.dts_us, 0, true, unit.data),
+                                Frame::new(T::OUTPUT, dts_us, 0, true, payload),
                             );
                         }
                     }
                     Err(e) => {
                         errors += 1;
                         if errors.is_power_of_two() {
-                            warn!(stream = %name, errors, "Opus packet not transcoded: {e}");
+                            warn!(stream = %name, errors, from = %T::INPUT.name(), "audio frame not transcoded: {e}");
                         }
                     }
                 }
+            }
+            Ok(MediaPacket::Config(config)) if config.codec == T::INPUT => {
+                // The source changed its audio: start over with the new configuration.
+                transcoder = None;
             }
             Ok(MediaPacket::Published { epoch: new }) => {
                 epoch = new;
@@ -165,6 +130,37 @@ async fn opus_to_aac(hub: Arc<MediaHub>, name: StreamName) {
                 debug!(stream = %name, skipped = n, "transcoder behind the stream, skipping");
             }
             Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+/// A transcoder for the source's audio, if the source's audio is `T::INPUT` (frames of that
+/// codec made by another transcoder are not a source), with its output configuration pushed.
+fn create<T: AudioTranscoder>(
+    hub: &MediaHub,
+    epoch: u32,
+    dts_us: i64,
+    name: &StreamName,
+) -> Option<T> {
+    let source = hub.configs().1.filter(|c| c.codec == T::INPUT)?;
+    match T::create(&source) {
+        Ok(t) => {
+            if let Some(data) = t.output_config() {
+                hub.push_derived_config(
+                    epoch,
+                    TrackConfig {
+                        codec: T::OUTPUT,
+                        data,
+                        dts_us,
+                        info: Default::default(),
+                    },
+                );
+            }
+            Some(t)
+        }
+        Err(e) => {
+            warn!(stream = %name, from = %T::INPUT.name(), "audio cannot be transcoded: {e}");
+            None
         }
     }
 }
