@@ -131,14 +131,26 @@ pub struct Subscription {
     pub hub: Arc<MediaHub>,
 }
 
-/// Player → Stream: this player needs the stream's audio as `codec` (Opus for WebRTC viewers).
-/// The stream runs one transcoder per target codec while any attached player needs it; the
-/// demand ends with the player's `Unsubscribe`.
+/// Player → Stream: the audio this player can take. When the source's audio is in a codec the
+/// player does not take, the stream transcodes it to `codec` — one transcoder per source and
+/// target codec, shared by all such players, running only while one is attached (the demand
+/// ends with the player's `Unsubscribe`) and only while the source's audio needs it (a player
+/// may subscribe before the publisher arrives).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct NeedAudio {
     pub peer: PeerId,
     pub codec: mediarouter_core::media::Codec,
+    /// Whether the player takes a source audio codec as it is.
+    pub takes: fn(mediarouter_core::media::Codec) -> bool,
+}
+
+/// Player → Stream: the player's decoder asked for a keyframe (a WebRTC viewer's PLI or FIR).
+/// The stream passes it on to a publisher that can make one, rate-limited.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct KeyframeRequest {
+    pub peer: PeerId,
 }
 
 /// Player connection → Stream: the player left.
@@ -257,6 +269,9 @@ pub struct TrackReport {
 pub enum PublisherCommand {
     /// Stop publishing and close the connection.
     Stop { reason: String },
+    /// A player needs a keyframe. Only publishers that can ask their encoder for one (WebRTC)
+    /// act on it; the stream already limits how often it comes.
+    RequestKeyframe,
 }
 
 /// Stream → player connection.

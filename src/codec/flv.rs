@@ -181,6 +181,11 @@ pub fn frame_header(frame: &Frame) -> Option<TagHeader> {
     }
 }
 
+/// Whether FLV carries frames of this codec.
+pub fn carries(codec: Codec) -> bool {
+    !matches!(codec, Codec::Opus)
+}
+
 /// Header that turns a configuration into an FLV sequence header; `None` when FLV has none.
 pub fn config_header(config: &TrackConfig) -> Option<TagHeader> {
     match config.codec {

@@ -423,14 +423,13 @@ impl RtmpConnection {
                 conn.deciding = false;
                 match result {
                     Ok((subscription, stream)) => {
-                        // A WebRTC publisher's Opus reaches RTMP players as AAC.
-                        let (_, audio) = subscription.hub.configs();
-                        if audio.is_some_and(|a| a.codec == Codec::Opus) {
-                            stream.do_send(NeedAudio {
-                                peer: conn.peer,
-                                codec: Codec::Aac,
-                            });
-                        }
+                        // Audio FLV cannot carry (a WebRTC publisher's Opus) reaches RTMP
+                        // players as AAC.
+                        stream.do_send(NeedAudio {
+                            peer: conn.peer,
+                            codec: Codec::Aac,
+                            takes: flv::carries,
+                        });
                         let mut out = OutQueue::new();
                         let _ = conn
                             .session
@@ -585,6 +584,8 @@ impl Handler<PublisherCommand> for RtmpConnection {
                 }
                 self.close(ctx, "publisher cut by the server");
             }
+            // An RTMP encoder cannot be asked for a keyframe; its GOPs are what they are.
+            PublisherCommand::RequestKeyframe => {}
         }
     }
 }

@@ -362,6 +362,8 @@ impl Handler<PublisherCommand> for RtspPull {
                 self.stream = None;
                 self.stop(&reason, "NetStream.Play.Stop", ctx);
             }
+            // RTSP has no keyframe request; the camera's GOP length rules.
+            PublisherCommand::RequestKeyframe => {}
         }
     }
 }

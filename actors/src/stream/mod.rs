@@ -16,14 +16,17 @@ use actix::prelude::*;
 use mediarouter_core::media::Codec;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::settings::StreamSettings;
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tracing::{debug, info};
 
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keyframe requests reach the publisher at most this often, however many viewers ask: an
+/// encoder flooded with requests sends nothing but keyframes.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 struct PublisherEntry {
     peer: PeerId,
@@ -31,11 +34,6 @@ struct PublisherEntry {
     address: String,
     query: mediarouter_core::media::QueryParams,
     control: Recipient<PublisherCommand>,
-}
-
-struct Transcoder {
-    players: HashSet<PeerId>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 struct PlayerEntry {
@@ -59,8 +57,13 @@ pub struct Stream {
     bitrate_in_kbps: u64,
     bitrate_out_kbps: u64,
     last_bytes: (u64, u64),
-    /// Per target audio codec: the players that need it, and the one transcoder serving them.
-    transcoders: HashMap<Codec, Transcoder>,
+    /// Per player that declared it: the codec it needs its audio in, and which source codecs it
+    /// takes as they are.
+    audio_demand: HashMap<PeerId, (Codec, fn(Codec) -> bool)>,
+    /// Running transcoders by (source codec, target codec): one per pair, while a player
+    /// demands the target and the source's audio is in the other codec.
+    transcoders: HashMap<(Codec, Codec), tokio::task::JoinHandle<()>>,
+    last_keyframe_request: Option<Instant>,
 }
 
 impl Stream {
@@ -88,22 +91,50 @@ impl Stream {
             bitrate_in_kbps: 0,
             bitrate_out_kbps: 0,
             last_bytes: (0, 0),
+            audio_demand: HashMap::new(),
             transcoders: HashMap::new(),
+            last_keyframe_request: None,
         }
     }
 
-    /// The player no longer needs transcoded audio; the last one out stops the transcoder.
+    /// The player no longer takes part in the audio demand.
     fn release_audio(&mut self, peer: PeerId) {
+        if self.audio_demand.remove(&peer).is_some() {
+            self.sync_transcoders();
+        }
+    }
+
+    /// Runs exactly the transcoders the players need from the source's current audio codec.
+    /// Called when the demand changes and every stats tick, which catches a source whose audio
+    /// codec appears or changes (a publisher that arrives after its players, a republish).
+    fn sync_transcoders(&mut self) {
+        let source = self.hub.configs().1.map(|c| c.codec);
+        let wanted: HashSet<(Codec, Codec)> = match source {
+            Some(from) => self
+                .audio_demand
+                .values()
+                .filter(|(_, takes)| !takes(from))
+                .map(|(to, _)| (from, *to))
+                .collect(),
+            None => HashSet::new(),
+        };
         let name = &self.name;
-        self.transcoders.retain(|codec, transcoder| {
-            transcoder.players.remove(&peer);
-            if transcoder.players.is_empty() {
-                transcoder.task.abort();
-                info!(stream = %name, to = %codec.name(), "audio transcoder stopped: nobody needs it");
-                return false;
+        self.transcoders.retain(|(from, to), task| {
+            if wanted.contains(&(*from, *to)) {
+                return true;
             }
-            true
+            task.abort();
+            info!(stream = %name, from = %from.name(), to = %to.name(), "audio transcoder stopped: not needed");
+            false
         });
+        for (from, to) in wanted {
+            if self.transcoders.contains_key(&(from, to)) {
+                continue;
+            }
+            if let Some(task) = transcode::spawn(from, to, Arc::clone(&self.hub), name.clone()) {
+                self.transcoders.insert((from, to), task);
+            }
+        }
     }
 
     fn stop_player(&mut self, peer: PeerId, code: &str, description: &str) {
@@ -220,12 +251,15 @@ impl Actor for Stream {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         debug!(stream = %self.name, "stream created");
-        ctx.run_interval(STATS_INTERVAL, |stream, _| stream.update_stats());
+        ctx.run_interval(STATS_INTERVAL, |stream, _| {
+            stream.update_stats();
+            stream.sync_transcoders();
+        });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        for (_, transcoder) in self.transcoders.drain() {
-            transcoder.task.abort();
+        for (_, task) in self.transcoders.drain() {
+            task.abort();
         }
         info!(stream = %self.name, "stream closed");
     }
@@ -347,22 +381,27 @@ impl Handler<NeedAudio> for Stream {
         if !self.players.contains_key(&msg.peer) {
             return;
         }
-        let (hub, name) = (&self.hub, &self.name);
-        let transcoder = match self.transcoders.entry(msg.codec) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let task = match msg.codec {
-                    Codec::Opus => transcode::spawn_aac_to_opus(Arc::clone(hub), name.clone()),
-                    Codec::Aac => transcode::spawn_opus_to_aac(Arc::clone(hub), name.clone()),
-                    _ => return,
-                };
-                entry.insert(Transcoder {
-                    players: HashSet::new(),
-                    task,
-                })
-            }
+        self.audio_demand.insert(msg.peer, (msg.codec, msg.takes));
+        self.sync_transcoders();
+    }
+}
+
+impl Handler<KeyframeRequest> for Stream {
+    type Result = ();
+
+    fn handle(&mut self, msg: KeyframeRequest, _: &mut Context<Self>) {
+        let (Some(publisher), Some(player)) = (&self.publisher, self.players.get(&msg.peer)) else {
+            return;
         };
-        transcoder.players.insert(msg.peer);
+        if self
+            .last_keyframe_request
+            .is_some_and(|at| at.elapsed() < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return;
+        }
+        self.last_keyframe_request = Some(Instant::now());
+        debug!(stream = %self.name, peer = %player.address, publisher = %publisher.address, "keyframe request passed to the publisher");
+        publisher.control.do_send(PublisherCommand::RequestKeyframe);
     }
 }
 

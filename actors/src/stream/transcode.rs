@@ -71,16 +71,17 @@ impl AudioTranscoder for OpusToAac {
     }
 }
 
-/// Starts the AAC → Opus transcoder of a stream (RTMP/RTSP sources, WebRTC viewers).
-pub fn spawn_aac_to_opus(hub: Arc<MediaHub>, name: StreamName) -> JoinHandle<()> {
-    info!(stream = %name, "AAC to Opus transcoder started");
-    tokio::spawn(transcode::<AacToOpus>(hub, name))
-}
-
-/// Starts the Opus → AAC transcoder of a stream (WebRTC publisher, RTMP players).
-pub fn spawn_opus_to_aac(hub: Arc<MediaHub>, name: StreamName) -> JoinHandle<()> {
-    info!(stream = %name, "Opus to AAC transcoder started");
-    tokio::spawn(transcode::<OpusToAac>(hub, name))
+/// Starts the transcoder of a stream's audio from `from` to `to`, if there is one for that
+/// pair: AAC → Opus (RTMP/RTSP sources, WebRTC viewers), Opus → AAC (WebRTC publishers, RTMP
+/// players).
+pub fn spawn(from: Codec, to: Codec, hub: Arc<MediaHub>, name: StreamName) -> Option<JoinHandle<()>> {
+    let task = match (from, to) {
+        (Codec::Aac, Codec::Opus) => tokio::spawn(transcode::<AacToOpus>(hub, name.clone())),
+        (Codec::Opus, Codec::Aac) => tokio::spawn(transcode::<OpusToAac>(hub, name.clone())),
+        _ => return None,
+    };
+    info!(stream = %name, from = %from.name(), to = %to.name(), "audio transcoder started");
+    Some(task)
 }
 
 /// Reads the stream like a player (cached frames are in the past: only what comes next) and

@@ -6,6 +6,7 @@
 //! ICE address (the webrtc crate has no single-port mux); the port cursor moves on for every
 //! connection so a port just freed is not reused at once; a port found busy is skipped.
 
+mod feedback;
 mod publisher;
 mod pump;
 mod viewer;
@@ -141,11 +142,14 @@ impl WebrtcContext {
                 .iter()
                 .map(|ip| SocketAddr::new(*ip, port))
                 .collect();
-            // NACK (retransmissions) and RTCP reports; NACK registers its RTCP feedback on the
-            // engine's codecs. A build consumes both, so each attempt makes its own.
+            // NACK (retransmissions), RTCP reports and viewers' keyframe requests; NACK
+            // registers its RTCP feedback (nack, nack pli) on the engine's codecs. A build consumes both, so each attempt makes its own.
             let mut engine = media_engine.clone();
             let registry = webrtc::peer_connection::configure_nack(Registry::new(), &mut engine);
-            let registry = webrtc::peer_connection::configure_rtcp_reports(registry);
+            let registry = webrtc::peer_connection::configure_rtcp_reports(registry).with(
+                rtc::interceptor::Slot::Custom(feedback::SLOT),
+                feedback::KeyframeRequestMarker::default(),
+            );
             let built = PeerConnectionBuilder::new()
                 .with_configuration(RTCConfigurationBuilder::new().build())
                 .with_media_engine(engine)

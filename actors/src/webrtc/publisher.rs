@@ -7,7 +7,8 @@
 //! FAILED; both tracks share one timeline (each track's first packet is placed at its arrival
 //! time), so lip sync survives; the publisher is asked for keyframes (PLI) after a loss and
 //! every couple of seconds, so GOPs stay short; stopping for any reason unpublishes and closes
-//! the peer connection.
+//! the peer connection. Viewers' keyframe requests, already rate-limited by the stream, become
+//! PLIs to the browser, never two within `KEYFRAME_MIN_GAP`.
 
 use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
 use super::{PeerGuard, WebrtcContext};
@@ -32,6 +33,8 @@ use webrtc::peer_connection::{MediaEngine, PeerConnectionEventHandler, RTCSessio
 /// Keyframe requests: at most one per this interval after losses, and one at this interval
 /// anyway (browsers send keyframes only when asked).
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+/// The shortest gap between two keyframe requests to the browser, whoever asks.
+const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(250);
 
 pub struct PublisherSpec {
     pub stream_id: String,
@@ -53,6 +56,8 @@ pub struct WebrtcPublisher {
     connected: bool,
     publishing: bool,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Viewers asked for a keyframe: the video track's reader sends a PLI.
+    keyframe_wanted: Arc<tokio::sync::Notify>,
     finished: bool,
 }
 
@@ -73,6 +78,7 @@ impl WebrtcPublisher {
             connected: false,
             publishing: false,
             readers: Vec::new(),
+            keyframe_wanted: Arc::new(tokio::sync::Notify::new()),
             finished: false,
         }
     }
@@ -202,6 +208,7 @@ impl WebrtcPublisher {
             name: self.spec.name.clone(),
             started: self.started,
             flowing: ctx.address().recipient(),
+            keyframe_wanted: Arc::clone(&self.keyframe_wanted),
         };
         self.readers.push(tokio::spawn(reader.run(track)));
     }
@@ -214,6 +221,7 @@ struct TrackReader {
     /// Publish start: every track's first packet is placed at its arrival time after it.
     started: Instant,
     flowing: Recipient<MediaFlowing>,
+    keyframe_wanted: Arc<tokio::sync::Notify>,
 }
 
 /// Unwraps 32-bit RTP timestamps into a monotonic tick count.
@@ -265,7 +273,20 @@ impl TrackReader {
         if video {
             send_pli(&track, ssrc).await;
         }
-        while let Some(event) = track.poll().await {
+        loop {
+            let event = tokio::select! {
+                event = track.poll() => event,
+                _ = self.keyframe_wanted.notified(), if video => {
+                    if last_pli.elapsed() >= KEYFRAME_MIN_GAP {
+                        send_pli(&track, ssrc).await;
+                        last_pli = Instant::now();
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else {
+                break;
+            };
             let TrackRemoteEvent::OnRtpPacket(packet) = event else {
                 if matches!(event, TrackRemoteEvent::OnEnded) {
                     break;
@@ -500,6 +521,7 @@ impl Handler<PublisherCommand> for WebrtcPublisher {
                 warn!(stream = %self.spec.name, peer = %self.spec.address, %reason, "WebRTC publisher cut by the server");
                 self.finish(StreamStatus::Stopped, reason, ctx);
             }
+            PublisherCommand::RequestKeyframe => self.keyframe_wanted.notify_one(),
         }
     }
 }

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionEventHandler, RTCIceCandidateInit,
     RTCIceGatheringState, RTCPeerConnectionIceEvent, RTCPeerConnectionState, RTCSessionDescription,
@@ -133,6 +133,8 @@ pub struct WebrtcViewer {
     negotiated: Option<Negotiated>,
     connected: bool,
     pump: Option<tokio::task::JoinHandle<()>>,
+    /// Passes the browser's keyframe requests on to the stream.
+    feedback: Option<tokio::task::JoinHandle<()>>,
     finished: bool,
 }
 
@@ -169,6 +171,7 @@ impl WebrtcViewer {
             negotiated: None,
             connected: false,
             pump: None,
+            feedback: None,
             finished: false,
         }
     }
@@ -313,9 +316,11 @@ impl WebrtcViewer {
                 });
                 if plan.transcode_audio {
                     if let Some(stream) = &viewer.stream {
+                        // The track is Opus now, whatever a republish brings.
                         stream.do_send(NeedAudio {
                             peer: viewer.peer,
                             codec: Codec::Opus,
+                            takes: |codec| codec == Codec::Opus,
                         });
                     }
                 }
@@ -470,6 +475,13 @@ impl WebrtcViewer {
         ctx.add_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(
             receiver,
         ));
+        if let (Some(video), Some(stream)) = (&negotiated.video, &self.stream) {
+            self.feedback = Some(tokio::spawn(forward_keyframe_requests(
+                Arc::clone(&video.track),
+                stream.clone(),
+                self.peer,
+            )));
+        }
         let spec = PumpSpec {
             hub,
             name: self.name.clone(),
@@ -507,6 +519,26 @@ impl WebrtcViewer {
             }
             pump::run(spec).await;
         }));
+    }
+}
+
+/// Reads the RTCP the browser sends about the video track (only keyframe requests get this far,
+/// see `feedback.rs`) and asks the stream for a keyframe; ends with the track.
+async fn forward_keyframe_requests(
+    track: Arc<TrackLocalStaticRTP>,
+    stream: Addr<Stream>,
+    peer: PeerId,
+) {
+    while let Some(event) = track.poll().await {
+        let TrackLocalEvent::OnRtcpPacket(packets) = event else {
+            continue;
+        };
+        if packets
+            .iter()
+            .any(|p| super::feedback::is_keyframe_request(p.as_ref()))
+        {
+            stream.do_send(KeyframeRequest { peer });
+        }
     }
 }
 
@@ -676,8 +708,8 @@ impl Actor for WebrtcViewer {
         if !self.finished {
             self.status(StreamStatus::Stopped, Some("server stopped".into()), None);
         }
-        if let Some(pump) = self.pump.take() {
-            pump.abort();
+        for task in [self.pump.take(), self.feedback.take()].into_iter().flatten() {
+            task.abort();
         }
         if let Some(stream) = self.stream.take() {
             stream.do_send(Unsubscribe { peer: self.peer });
