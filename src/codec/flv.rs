@@ -177,13 +177,13 @@ pub fn frame_header(frame: &Frame) -> Option<TagHeader> {
         Codec::Pcma => Some(TagHeader::new(&[0x72])),
         Codec::Pcmu => Some(TagHeader::new(&[0x82])),
         Codec::FlvVideo(_) | Codec::FlvAudio(_) => Some(TagHeader::new(&[])),
-        Codec::Opus => None,
+        Codec::Opus | Codec::Vp8 => None,
     }
 }
 
 /// Whether FLV carries frames of this codec.
 pub fn carries(codec: Codec) -> bool {
-    !matches!(codec, Codec::Opus)
+    !matches!(codec, Codec::Opus | Codec::Vp8)
 }
 
 /// Header that turns a configuration into an FLV sequence header; `None` when FLV has none.
@@ -192,7 +192,7 @@ pub fn config_header(config: &TrackConfig) -> Option<TagHeader> {
         Codec::H264 => Some(TagHeader::new(&[0x17, 0, 0, 0, 0])),
         Codec::Aac => Some(TagHeader::new(&[0xaf, 0])),
         Codec::FlvVideo(_) | Codec::FlvAudio(_) => Some(TagHeader::new(&[])),
-        Codec::Pcma | Codec::Pcmu | Codec::Opus => None,
+        Codec::Pcma | Codec::Pcmu | Codec::Opus | Codec::Vp8 => None,
     }
 }
 

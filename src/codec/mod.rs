@@ -11,6 +11,7 @@ pub mod audio;
 pub mod avc;
 pub mod flv;
 pub mod rtp;
+pub mod vp8;
 
 use thiserror::Error;
 

@@ -29,6 +29,8 @@ pub enum TrackKind {
 pub enum Codec {
     /// H.264; payload is AVCC: NAL units each prefixed with a 4-byte big-endian length.
     H264,
+    /// VP8 (WebRTC publishers); payload is one VP8 frame. WebRTC only: FLV cannot carry it.
+    Vp8,
     /// AAC; payload is one raw access unit (no ADTS header).
     Aac,
     /// G.711 A-law samples.
@@ -47,7 +49,7 @@ pub enum Codec {
 impl Codec {
     pub fn track(self) -> TrackKind {
         match self {
-            Codec::H264 | Codec::FlvVideo(_) => TrackKind::Video,
+            Codec::H264 | Codec::Vp8 | Codec::FlvVideo(_) => TrackKind::Video,
             Codec::Aac | Codec::Pcma | Codec::Pcmu | Codec::Opus | Codec::FlvAudio(_) => {
                 TrackKind::Audio
             }
@@ -58,6 +60,7 @@ impl Codec {
     pub fn name(self) -> String {
         match self {
             Codec::H264 => "H264".into(),
+            Codec::Vp8 => "VP8".into(),
             Codec::Aac => "AAC".into(),
             Codec::Pcma => "PCMA".into(),
             Codec::Pcmu => "PCMU".into(),

@@ -153,6 +153,21 @@ pub fn choose_h264<'a>(
     best.map(|(f, _)| f)
 }
 
+/// The offered VP8 format, if any.
+pub fn choose_vp8(offered: &[OfferedFormat]) -> Option<&OfferedFormat> {
+    offered
+        .iter()
+        .find(|f| f.kind == MediaKind::Video && f.is("VP8") && f.clock_rate == 90000)
+}
+
+/// The video format a publisher's offer is answered with: H.264 when offered (RTMP players
+/// can watch it), else VP8 (WebRTC viewers only).
+pub fn choose_publish_video(offered: &[OfferedFormat]) -> Option<(Codec, &OfferedFormat)> {
+    choose_h264(offered, None)
+        .map(|f| (Codec::H264, f))
+        .or_else(|| choose_vp8(offered).map(|f| (Codec::Vp8, f)))
+}
+
 /// How a viewer gets the stream's audio.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AudioPlan {
@@ -249,6 +264,26 @@ a=rtpmap:8 PCMA/8000\r\n";
         let offer = "m=video 9 UDP/TLS/RTP/SAVPF 96 107\r\na=rtpmap:96 VP8/90000\r\n\
 a=rtpmap:107 H264/90000\r\na=fmtp:107 packetization-mode=0;profile-level-id=42e01f\r\n";
         assert_eq!(choose_h264(&offered_formats(offer), Some("42e01f")), None);
+    }
+
+    #[test]
+    fn publishers_get_h264_when_offered_else_vp8() {
+        let formats = offered_formats(CHROMIUM_OFFER);
+        let pick = |formats: &[OfferedFormat]| {
+            choose_publish_video(formats).map(|(codec, f)| (codec, f.payload_type))
+        };
+        assert_eq!(pick(&formats), Some((Codec::H264, 106)));
+        let vp8_only: Vec<OfferedFormat> = formats
+            .iter()
+            .filter(|f| !f.is("H264"))
+            .cloned()
+            .collect();
+        assert_eq!(pick(&vp8_only), Some((Codec::Vp8, 96)));
+        let neither: Vec<OfferedFormat> = vp8_only
+            .into_iter()
+            .filter(|f| !f.is("VP8"))
+            .collect();
+        assert_eq!(pick(&neither), None);
     }
 
     #[test]

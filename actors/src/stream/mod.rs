@@ -13,6 +13,7 @@ pub use hub::MediaHub;
 use crate::messages::*;
 use crate::registry::Registry;
 use actix::prelude::*;
+use mediarouter_core::codec::flv;
 use mediarouter_core::media::Codec;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::settings::StreamSettings;
@@ -101,6 +102,37 @@ impl Stream {
     fn release_audio(&mut self, peer: PeerId) {
         if self.audio_demand.remove(&peer).is_some() {
             self.sync_transcoders();
+        }
+    }
+
+    /// RTMP players of a stream whose video FLV cannot carry (a WebRTC publisher's VP8) get a
+    /// clear refusal rather than a stream without picture. Checked when a player declares its
+    /// needs and every stats tick, since the video may appear after the player.
+    fn refuse_uncarried_video(&mut self) {
+        let Some(codec) = self.hub.configs().0.map(|c| c.codec) else {
+            return;
+        };
+        if flv::carries(codec) {
+            return;
+        }
+        let refused: Vec<PeerId> = self
+            .players
+            .iter()
+            .filter(|(_, p)| p.protocol == Protocol::Rtmp)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in refused {
+            if let Some(player) = self.players.get(&peer) {
+                info!(stream = %self.name, peer = %player.address, codec = %codec.name(), "RTMP player refused: video codec FLV cannot carry");
+            }
+            self.stop_player(
+                peer,
+                "NetStream.Play.Failed",
+                &format!(
+                    "codec not supported: the stream's video is {}, which RTMP cannot carry; play it over WebRTC",
+                    codec.name()
+                ),
+            );
         }
     }
 
@@ -253,6 +285,7 @@ impl Actor for Stream {
         debug!(stream = %self.name, "stream created");
         ctx.run_interval(STATS_INTERVAL, |stream, _| {
             stream.update_stats();
+            stream.refuse_uncarried_video();
             stream.sync_transcoders();
         });
     }
@@ -382,6 +415,7 @@ impl Handler<NeedAudio> for Stream {
             return;
         }
         self.audio_demand.insert(msg.peer, (msg.codec, msg.takes));
+        self.refuse_uncarried_video();
         self.sync_transcoders();
     }
 }

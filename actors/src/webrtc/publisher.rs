@@ -1,7 +1,8 @@
 //! One browser publishing its camera and microphone over WebRTC: takes the stream name in the
 //! registry, answers the browser's offer (H.264 and Opus), and turns the received RTP into the
 //! stream's frames: H.264 access units with a decoder configuration built from the in-band
-//! SPS/PPS, Opus packets as they are.
+//! SPS/PPS (H.264 is chosen whenever offered, so RTMP players can watch), or VP8 frames that
+//! keep the packets they came in, and Opus packets as they are.
 //!
 //! Invariants: the name is held before any media is accepted and a name in use is refused with
 //! FAILED; both tracks share one timeline (each track's first packet is placed at its arrival
@@ -19,8 +20,9 @@ use actix::prelude::*;
 use bytes::Bytes;
 use mediarouter_core::codec::avc::AvcConfig;
 use mediarouter_core::codec::rtp::H264Depacketizer;
+use mediarouter_core::codec::vp8::Vp8Depacketizer;
 use mediarouter_core::media::{Codec, Frame, QueryParams, StreamName, TrackConfig, TrackInfo};
-use mediarouter_core::webrtc::offer::{choose_h264, offered_formats, MediaKind};
+use mediarouter_core::webrtc::offer::{choose_publish_video, offered_formats, MediaKind};
 use mediarouter_core::webrtc::signalling::{ServerMessage, StreamStatus};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
@@ -105,13 +107,18 @@ impl WebrtcPublisher {
 
     fn negotiate(&mut self, ctx: &mut Context<Self>) {
         let formats = offered_formats(&self.spec.offer);
-        let Some(h264) = choose_h264(&formats, None).cloned() else {
+        let Some((video_codec, video)) = choose_publish_video(&formats) else {
             return self.finish(
                 StreamStatus::Failed,
-                "codec not supported: publish H.264 (packetization-mode=1); the offer has none"
+                "codec not supported: publish H.264 (packetization-mode=1) or VP8; the offer has neither"
                     .into(),
                 ctx,
             );
+        };
+        let video = video.clone();
+        let video_mime = match video_codec {
+            Codec::Vp8 => "video/VP8",
+            _ => "video/H264",
         };
         let opus = formats
             .iter()
@@ -129,11 +136,11 @@ impl WebrtcPublisher {
             let mut engine = MediaEngine::default();
             let mut codecs = vec![(
                 super::viewer::codec_parameters(
-                    "video/H264",
-                    h264.payload_type,
+                    video_mime,
+                    video.payload_type,
                     90000,
                     0,
-                    &h264.fmtp,
+                    &video.fmtp,
                 ),
                 RtpCodecKind::Video,
             )];
@@ -248,7 +255,140 @@ impl Unwrapper {
     }
 }
 
+/// What one remote track's packets are turned into.
+enum Depacketizer {
+    H264(H264Depacketizer),
+    Vp8 {
+        depacketizer: Vp8Depacketizer,
+        dimensions: Option<(u16, u16)>,
+    },
+    Opus {
+        announced: bool,
+    },
+}
+
+impl Depacketizer {
+    fn for_mime(mime: &str) -> Option<Depacketizer> {
+        match mime {
+            "video/h264" => Some(Depacketizer::H264(H264Depacketizer::new())),
+            "video/vp8" => Some(Depacketizer::Vp8 {
+                depacketizer: Vp8Depacketizer::new(),
+                dimensions: None,
+            }),
+            "audio/opus" => Some(Depacketizer::Opus { announced: false }),
+            _ => None,
+        }
+    }
+
+    fn is_video(&self) -> bool {
+        !matches!(self, Depacketizer::Opus { .. })
+    }
+
+    /// Pushes what `packet` completes into the hub; `time_us` maps an RTP timestamp of this
+    /// track to the stream's time. Returns whether a frame was pushed.
+    fn packet(
+        &mut self,
+        reader: &TrackReader,
+        packet: &rtc::rtp::Packet,
+        time_us: impl Fn(u32) -> i64,
+    ) -> bool {
+        let header = &packet.header;
+        let frame = match self {
+            Depacketizer::H264(depacketizer) => {
+                let unit = depacketizer.push(
+                    &packet.payload,
+                    header.sequence_number,
+                    header.timestamp,
+                    header.marker,
+                );
+                if let Some(record) = depacketizer.take_config() {
+                    let info = AvcConfig::parse(&record)
+                        .map(|c| c.track_info())
+                        .unwrap_or_default();
+                    reader.configure(Codec::H264, record, info, time_us(header.timestamp));
+                }
+                // A unit may come out with the packet after it: it keeps its own timestamp.
+                unit.map(|unit| {
+                    let time = time_us(unit.rtp_timestamp);
+                    Frame::new(Codec::H264, time, 0, unit.keyframe, unit.avcc)
+                })
+            }
+            Depacketizer::Vp8 {
+                depacketizer,
+                dimensions,
+            } => {
+                let frame = depacketizer.push(
+                    &packet.payload,
+                    header.sequence_number,
+                    header.timestamp,
+                    header.marker,
+                );
+                frame.map(|vp8| {
+                    let time = time_us(vp8.rtp_timestamp);
+                    if vp8.dimensions.is_some() && vp8.dimensions != *dimensions {
+                        *dimensions = vp8.dimensions;
+                        let info = TrackInfo {
+                            width: vp8.dimensions.map(|(w, _)| u32::from(w)),
+                            height: vp8.dimensions.map(|(_, h)| u32::from(h)),
+                            ..TrackInfo::default()
+                        };
+                        reader.configure(Codec::Vp8, Bytes::new(), info, time);
+                    }
+                    let frame = Frame::new(Codec::Vp8, time, 0, vp8.keyframe, vp8.data);
+                    // Viewers get the publisher's own packets.
+                    let _ = frame.rtp_payloads.set(vp8.payloads);
+                    frame
+                })
+            }
+            Depacketizer::Opus { announced } => {
+                if !*announced {
+                    *announced = true;
+                    // Opus has no decoder configuration, but REST and players want to know
+                    // the audio track: an empty one announces it.
+                    let info = TrackInfo {
+                        sample_rate: Some(48000),
+                        channels: Some(2),
+                        ..TrackInfo::default()
+                    };
+                    reader.configure(Codec::Opus, Bytes::new(), info, 0);
+                }
+                let time = time_us(header.timestamp);
+                Some(Frame::new(Codec::Opus, time, 0, true, packet.payload.clone()))
+            }
+        };
+        match frame {
+            Some(frame) => {
+                reader.hub.push_frame(reader.token, frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True once after a loss: the browser should send a keyframe.
+    fn take_keyframe_request(&mut self) -> bool {
+        match self {
+            Depacketizer::H264(d) => d.take_keyframe_request(),
+            Depacketizer::Vp8 { depacketizer, .. } => depacketizer.take_keyframe_request(),
+            Depacketizer::Opus { .. } => false,
+        }
+    }
+}
+
 impl TrackReader {
+    fn configure(&self, codec: Codec, data: Bytes, info: TrackInfo, dts_us: i64) {
+        debug!(stream = %self.name, codec = %codec.name(), width = ?info.width, height = ?info.height, "publisher track configuration");
+        self.hub.push_config(
+            self.token,
+            TrackConfig {
+                codec,
+                data,
+                dts_us,
+                info,
+            },
+        );
+    }
+
     async fn run(self, track: Arc<dyn TrackRemote>) {
         let Some(ssrc) = track.ssrcs().await.first().copied() else {
             return;
@@ -258,18 +398,19 @@ impl TrackReader {
         };
         let mime = codec.mime_type.to_ascii_lowercase();
         let clock = i64::from(codec.clock_rate.max(1));
+        let Some(mut depacketizer) = Depacketizer::for_mime(&mime) else {
+            warn!(stream = %self.name, codec = %mime, "WebRTC publisher track of an unsupported codec ignored");
+            return;
+        };
         info!(stream = %self.name, codec = %mime, ssrc, "WebRTC publisher track");
         let mut unwrap = Unwrapper {
             last: None,
             ticks: 0,
         };
         let mut offset_us: Option<i64> = None;
-        let mut depacketizer = H264Depacketizer::new();
         let mut last_pli = Instant::now();
-        let mut audio_announced = false;
         let mut flowing_told = false;
-        let video = mime == "video/h264";
-        let audio = mime == "audio/opus";
+        let video = depacketizer.is_video();
         if video {
             send_pli(&track, ssrc).await;
         }
@@ -297,61 +438,18 @@ impl TrackReader {
             let offset = *offset_us.get_or_insert_with(|| {
                 self.started.elapsed().as_micros() as i64 - ticks * 1_000_000 / clock
             });
-            let dts_us = offset + ticks * 1_000_000 / clock;
-            let pushed = if video {
-                let unit = depacketizer.push(
-                    &packet.payload,
-                    packet.header.sequence_number,
-                    packet.header.timestamp,
-                    packet.header.marker,
-                );
-                if let Some(record) = depacketizer.take_config() {
-                    let info = AvcConfig::parse(&record)
-                        .map(|c| c.track_info())
-                        .unwrap_or_default();
-                    debug!(stream = %self.name, width = ?info.width, height = ?info.height, "publisher video configuration");
-                    self.hub.push_config(
-                        self.token,
-                        TrackConfig {
-                            codec: Codec::H264,
-                            data: record,
-                            dts_us,
-                            info,
-                        },
-                    );
-                }
-                let keyframe_needed = depacketizer.take_keyframe_request();
+            let pushed = depacketizer.packet(&self, &packet, |timestamp| {
+                offset + unwrap.at(timestamp) * 1_000_000 / clock
+            });
+            if video {
                 let since = last_pli.elapsed();
-                if (keyframe_needed && since >= KEYFRAME_INTERVAL / 4) || since >= KEYFRAME_INTERVAL
+                if (depacketizer.take_keyframe_request() && since >= KEYFRAME_INTERVAL / 4)
+                    || since >= KEYFRAME_INTERVAL
                 {
                     send_pli(&track, ssrc).await;
                     last_pli = Instant::now();
                 }
-                match unit {
-                    Some(unit) => {
-                        // A unit may come out with the packet after it: use its own timestamp.
-                        let unit_us = offset + unwrap.at(unit.rtp_timestamp) * 1_000_000 / clock;
-                        self.hub.push_frame(
-                            self.token,
-                            Frame::new(Codec::H264, unit_us, 0, unit.keyframe, unit.avcc),
-                        );
-                        true
-                    }
-                    None => false,
-                }
-            } else if audio {
-                if !audio_announced {
-                    audio_announced = true;
-                    announce_opus(&self);
-                }
-                self.hub.push_frame(
-                    self.token,
-                    Frame::new(Codec::Opus, dts_us, 0, true, packet.payload.clone()),
-                );
-                true
-            } else {
-                false
-            };
+            }
             if pushed && !flowing_told {
                 flowing_told = true;
                 self.flowing.do_send(MediaFlowing);
@@ -359,24 +457,6 @@ impl TrackReader {
         }
         debug!(stream = %self.name, codec = %mime, "WebRTC publisher track ended");
     }
-}
-
-/// Opus has no decoder configuration, but REST and players want to know the audio track: an
-/// empty Opus configuration announces it.
-fn announce_opus(reader: &TrackReader) {
-    reader.hub.push_config(
-        reader.token,
-        TrackConfig {
-            codec: Codec::Opus,
-            data: Bytes::new(),
-            dts_us: 0,
-            info: TrackInfo {
-                sample_rate: Some(48000),
-                channels: Some(2),
-                ..TrackInfo::default()
-            },
-        },
-    );
 }
 
 async fn send_pli(track: &Arc<dyn TrackRemote>, media_ssrc: u32) {

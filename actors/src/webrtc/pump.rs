@@ -11,6 +11,7 @@
 use crate::stream::MediaHub;
 use bytes::Bytes;
 use mediarouter_core::codec::rtp::{packetize_h264, H264Params, DEFAULT_MTU};
+use mediarouter_core::codec::vp8::packetize_vp8;
 use mediarouter_core::media::{
     Codec, Frame, LagAction, LagTracker, MediaPacket, StreamName, Timeline, TrackKind,
 };
@@ -259,8 +260,11 @@ impl Pump {
                 let time = self.timeline.map(dts_override.unwrap_or(frame.dts_us));
                 let (sender, payloads, time) = if is_video {
                     let params = self.params.as_ref();
-                    let payloads = frame.rtp_payloads.get_or_init(|| {
-                        packetize_h264(&frame.payload, frame.keyframe, params, DEFAULT_MTU)
+                    // Made once per frame for all viewers (a WebRTC publisher's VP8 frames
+                    // come with their own).
+                    let payloads = frame.rtp_payloads.get_or_init(|| match frame.codec {
+                        Codec::Vp8 => packetize_vp8(&frame.payload, DEFAULT_MTU),
+                        _ => packetize_h264(&frame.payload, frame.keyframe, params, DEFAULT_MTU),
                     });
                     let pts = time + i64::from(frame.cts_us.max(0));
                     (self.video.as_mut(), payloads.as_slice(), pts)

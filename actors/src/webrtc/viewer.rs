@@ -16,7 +16,9 @@ use actix::prelude::*;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::codec::rtp::H264Params;
 use mediarouter_core::media::{Codec, MediaPacket, StreamName};
-use mediarouter_core::webrtc::offer::{choose_audio, choose_h264, offered_formats, AudioPlan};
+use mediarouter_core::webrtc::offer::{
+    choose_audio, choose_h264, choose_vp8, offered_formats, AudioPlan,
+};
 use mediarouter_core::webrtc::signalling::{Candidate, ServerMessage, StreamStatus};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -261,7 +263,6 @@ impl WebrtcViewer {
             .as_ref()
             .filter(|c| c.codec == Codec::H264)
             .and_then(|c| H264Params::from_record(&c.data).ok());
-        let has_video = video_config.is_some();
         let video_codec = video_config.as_ref().map(|c| c.codec);
         let audio_source = audio_config.map(|c| c.codec).or_else(|| {
             // G.711 from FLV has no configuration: learn it from the frames.
@@ -273,15 +274,17 @@ impl WebrtcViewer {
                 _ => None,
             })
         });
-        if has_video && video_codec != Some(Codec::H264) {
-            let codec = video_codec.map(|c| c.name()).unwrap_or_default();
+        if let Some(codec) = video_codec.filter(|c| !matches!(c, Codec::H264 | Codec::Vp8)) {
             return self.finish(
                 StreamStatus::Failed,
-                format!("codec not supported: the stream's video is {codec}, WebRTC viewers get H.264 only"),
+                format!(
+                    "codec not supported: the stream's video is {}, WebRTC viewers get H.264 or VP8",
+                    codec.name()
+                ),
                 ctx,
             );
         }
-        let plan = match self.plan(params.as_ref(), has_video, audio_source) {
+        let plan = match self.plan(params.as_ref(), video_codec, audio_source) {
             Ok(plan) => plan,
             Err(reason) => return self.finish(StreamStatus::Failed, reason, ctx),
         };
@@ -358,7 +361,7 @@ impl WebrtcViewer {
     fn plan(
         &self,
         params: Option<&H264Params>,
-        has_video: bool,
+        video_codec: Option<Codec>,
         audio_source: Option<Codec>,
     ) -> Result<Plan, String> {
         let profile = params.map(|p| p.profile_level_id.as_str());
@@ -366,20 +369,35 @@ impl WebrtcViewer {
         match &self.offer {
             Some(offer) => {
                 let formats = offered_formats(offer);
-                if has_video {
-                    let Some(h264) = choose_h264(&formats, profile) else {
-                        return Err(
-                            "codec not supported: the offer has no H.264 with packetization-mode=1"
-                                .into(),
-                        );
-                    };
-                    plan.video = Some(codec_parameters(
-                        "video/H264",
-                        h264.payload_type,
-                        90000,
-                        0,
-                        &h264.fmtp,
-                    ));
+                match video_codec {
+                    Some(Codec::Vp8) => {
+                        let Some(vp8) = choose_vp8(&formats) else {
+                            return Err("codec not supported: the stream is VP8 and the offer has no VP8".into());
+                        };
+                        plan.video = Some(codec_parameters(
+                            "video/VP8",
+                            vp8.payload_type,
+                            90000,
+                            0,
+                            &vp8.fmtp,
+                        ));
+                    }
+                    Some(_) => {
+                        let Some(h264) = choose_h264(&formats, profile) else {
+                            return Err(
+                                "codec not supported: the offer has no H.264 with packetization-mode=1"
+                                    .into(),
+                            );
+                        };
+                        plan.video = Some(codec_parameters(
+                            "video/H264",
+                            h264.payload_type,
+                            90000,
+                            0,
+                            &h264.fmtp,
+                        ));
+                    }
+                    None => {}
                 }
                 if let Some((format, audio)) = choose_audio(&formats, audio_source) {
                     let mime = format!("audio/{}", format.encoding);
@@ -399,17 +417,23 @@ impl WebrtcViewer {
                 }
             }
             None => {
-                if has_video {
-                    let profile = profile.unwrap_or("42e01f");
-                    plan.video = Some(codec_parameters(
-                        "video/H264",
-                        102,
-                        90000,
-                        0,
-                        &format!(
-                            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
-                        ),
-                    ));
+                match video_codec {
+                    Some(Codec::Vp8) => {
+                        plan.video = Some(codec_parameters("video/VP8", 96, 90000, 0, ""));
+                    }
+                    Some(_) => {
+                        let profile = profile.unwrap_or("42e01f");
+                        plan.video = Some(codec_parameters(
+                            "video/H264",
+                            102,
+                            90000,
+                            0,
+                            &format!(
+                                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+                            ),
+                        ));
+                    }
+                    None => {}
                 }
                 let (mime, pt, rate, channels, codec) = match audio_source {
                     Some(Codec::Pcma) => ("audio/PCMA", 8, 8000, 1, Codec::Pcma),
@@ -432,8 +456,9 @@ impl WebrtcViewer {
                 "codec not supported: nothing in the stream can be sent to this client".into(),
             );
         }
+        plan.video_codec = video_codec.filter(|_| plan.video.is_some());
         plan.info = json!({
-            "video": plan.video.as_ref().map(|_| "H264"),
+            "video": plan.video_codec.map(Codec::name),
             "videoProfile": plan.video.as_ref().map(|v| v.rtp_codec.sdp_fmtp_line.clone()),
             "audio": plan.audio.as_ref().map(|a| a.rtp_codec.mime_type.trim_start_matches("audio/").to_string()),
             "audioTranscoded": plan.transcode_audio,
@@ -547,6 +572,8 @@ async fn forward_keyframe_requests(
 struct Plan {
     video: Option<RTCRtpCodecParameters>,
     audio: Option<RTCRtpCodecParameters>,
+    /// The stream's frames of this codec feed the video track.
+    video_codec: Option<Codec>,
     /// The stream's frames of this codec feed the audio track.
     audio_codec: Option<Codec>,
     transcode_audio: bool,
@@ -627,7 +654,8 @@ async fn build_session(
     for (slot, (codec, kind, media)) in [
         plan.video
             .as_ref()
-            .map(|c| (c, RtpCodecKind::Video, Codec::H264)),
+            .zip(plan.video_codec)
+            .map(|(c, codec)| (c, RtpCodecKind::Video, codec)),
         plan.audio
             .as_ref()
             .zip(plan.audio_codec)
