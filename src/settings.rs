@@ -110,6 +110,7 @@ pub struct WebrtcSettings {
     pub keepalive_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub max_streams_per_session: usize,
+    pub publisher_keyframe_interval_ms: u64,
 }
 
 impl WebrtcSettings {
@@ -269,6 +270,12 @@ impl Settings {
             return invalid(
                 "webrtc.port_min",
                 "must be at least 1 and not exceed webrtc.port_max".into(),
+            );
+        }
+        if self.webrtc.publisher_keyframe_interval_ms < 100 {
+            return invalid(
+                "webrtc.publisher_keyframe_interval_ms",
+                "must be at least 100".into(),
             );
         }
         if self.webrtc.max_streams_per_session == 0 {

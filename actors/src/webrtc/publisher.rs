@@ -6,10 +6,10 @@
 //!
 //! Invariants: the name is held before any media is accepted and a name in use is refused with
 //! FAILED; both tracks share one timeline (each track's first packet is placed at its arrival
-//! time), so lip sync survives; the publisher is asked for keyframes (PLI) after a loss and
-//! every couple of seconds, so GOPs stay short; stopping for any reason unpublishes and closes
-//! the peer connection. Viewers' keyframe requests, already rate-limited by the stream, become
-//! PLIs to the browser, never two within `KEYFRAME_MIN_GAP`.
+//! time), so lip sync survives; the publisher is asked for keyframes (PLI) after a loss, when
+//! a viewer asks (already rate-limited by the stream), and every
+//! `webrtc.publisher_keyframe_interval_ms`, so GOPs stay short, never twice within
+//! `KEYFRAME_MIN_GAP`; stopping for any reason unpublishes and closes the peer connection.
 
 use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
 use super::{PeerGuard, WebrtcContext};
@@ -32,11 +32,10 @@ use tracing::{debug, info, warn};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{MediaEngine, PeerConnectionEventHandler, RTCSessionDescription};
 
-/// Keyframe requests: at most one per this interval after losses, and one at this interval
-/// anyway (browsers send keyframes only when asked).
-const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
 /// The shortest gap between two keyframe requests to the browser, whoever asks.
 const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(250);
+/// After a loss, the shortest gap since the previous request.
+const KEYFRAME_AFTER_LOSS_GAP: Duration = Duration::from_millis(500);
 
 pub struct PublisherSpec {
     pub stream_id: String,
@@ -216,6 +215,9 @@ impl WebrtcPublisher {
             started: self.started,
             flowing: ctx.address().recipient(),
             keyframe_wanted: Arc::clone(&self.keyframe_wanted),
+            keyframe_interval: Duration::from_millis(
+                self.spec.context.settings.publisher_keyframe_interval_ms,
+            ),
         };
         self.readers.push(tokio::spawn(reader.run(track)));
     }
@@ -229,6 +231,8 @@ struct TrackReader {
     started: Instant,
     flowing: Recipient<MediaFlowing>,
     keyframe_wanted: Arc<tokio::sync::Notify>,
+    /// Browsers send keyframes only when asked: one request at least this often.
+    keyframe_interval: Duration,
 }
 
 /// Unwraps 32-bit RTP timestamps into a monotonic tick count.
@@ -443,8 +447,8 @@ impl TrackReader {
             });
             if video {
                 let since = last_pli.elapsed();
-                if (depacketizer.take_keyframe_request() && since >= KEYFRAME_INTERVAL / 4)
-                    || since >= KEYFRAME_INTERVAL
+                if (depacketizer.take_keyframe_request() && since >= KEYFRAME_AFTER_LOSS_GAP)
+                    || since >= self.keyframe_interval
                 {
                     send_pli(&track, ssrc).await;
                     last_pli = Instant::now();
