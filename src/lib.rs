@@ -17,4 +17,5 @@ pub mod codec;
 pub mod media;
 pub mod rtmp;
 pub mod settings;
+pub mod vod;
 pub mod webrtc;

@@ -276,9 +276,15 @@ mod tests {
     #[test]
     fn garbage_is_refused_without_panic() {
         let mut d = Vp8Depacketizer::new();
-        for (i, junk) in [&[][..], &[0x80], &[0x80, 0x80], &[0x90, 0x80, 0x80, 1], &[0x10]]
-            .iter()
-            .enumerate()
+        for (i, junk) in [
+            &[][..],
+            &[0x80],
+            &[0x80, 0x80],
+            &[0x90, 0x80, 0x80, 1],
+            &[0x10],
+        ]
+        .iter()
+        .enumerate()
         {
             assert_eq!(
                 d.push(&Bytes::copy_from_slice(junk), i as u16, 0, true),

@@ -273,16 +273,10 @@ a=rtpmap:107 H264/90000\r\na=fmtp:107 packetization-mode=0;profile-level-id=42e0
             choose_publish_video(formats).map(|(codec, f)| (codec, f.payload_type))
         };
         assert_eq!(pick(&formats), Some((Codec::H264, 106)));
-        let vp8_only: Vec<OfferedFormat> = formats
-            .iter()
-            .filter(|f| !f.is("H264"))
-            .cloned()
-            .collect();
+        let vp8_only: Vec<OfferedFormat> =
+            formats.iter().filter(|f| !f.is("H264")).cloned().collect();
         assert_eq!(pick(&vp8_only), Some((Codec::Vp8, 96)));
-        let neither: Vec<OfferedFormat> = vp8_only
-            .into_iter()
-            .filter(|f| !f.is("VP8"))
-            .collect();
+        let neither: Vec<OfferedFormat> = vp8_only.into_iter().filter(|f| !f.is("VP8")).collect();
         assert_eq!(pick(&neither), None);
     }
 

@@ -27,6 +27,9 @@ use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 use serde_json::Value;
 
+/// The WebRTC tests' server settings and browser scenarios.
+pub mod webrtc;
+
 /// Frames per second of the test publisher's video.
 pub const FPS: u32 = 30;
 /// AAC frames per second at 44.1 kHz (1024 samples per frame).

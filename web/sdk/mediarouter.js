@@ -1,13 +1,18 @@
 // mediarouter browser SDK: a Session is one WebSocket to the server's /ws signalling endpoint
-// (web/sdk/PROTOCOL.md); each Stream on it plays one server stream (an RTMP publish, an IP camera
-// by its rtsp:// URL) over an RTCPeerConnection into a <video> element, with a status event for
-// every change and a getStats() helper. Plain ES module, no dependencies, no build step.
+// (web/sdk/PROTOCOL.md); each Stream on it either plays one server stream (an RTMP publish, a
+// WebRTC publish, an IP camera by its rtsp:// URL) over an RTCPeerConnection into a <video>
+// element, or publishes the browser's camera and microphone (H.264 + Opus) under a name. Every
+// status change is an event; getStats() reads the receiver (play) or sender (publish) numbers.
+// Plain ES module, no dependencies, no build step.
 //
 //   import { Session, SESSION_STATUS, STREAM_STATUS } from '/sdk/mediarouter.js';
 //   const session = await Session.connect();
 //   const stream = session.createStream({ name: 'test', display: document.querySelector('video') });
 //   stream.on(STREAM_STATUS.PLAYING, () => console.log('playing'));
 //   await stream.play();
+//
+//   const mine = session.createStream({ name: 'doctor', display: document.querySelector('#me') });
+//   await mine.publish();                // camera + mic, resolves when PUBLISHING
 
 /** SDK version (not the server's). */
 export const VERSION = '0.1.0';
@@ -43,7 +48,7 @@ export const STREAM_STATUS = Object.freeze({
   PENDING: 'PENDING',
   /** media is being sent to this viewer. */
   PLAYING: 'PLAYING',
-  /** (publishing, issue #5) media is being received by the server. */
+  /** (publish) the server receives this browser's media. */
   PUBLISHING: 'PUBLISHING',
   /** the publisher went away; waiting for a republish (then PLAYING again). */
   UNPUBLISHED: 'UNPUBLISHED',
@@ -71,6 +76,27 @@ export const EVENT = Object.freeze({
   TRACK: 'track',
   /** Stream: RTCPeerConnection connection state, {state}. */
   CONNECTION_STATE: 'connectionstate',
+  /** Stream (publish): the local camera/microphone MediaStream is ready, {mediaStream}. */
+  LOCAL_STREAM: 'localstream',
+});
+
+/**
+ * Video codecs a publish may ask for (`videoCodec` option). The server takes H.264 (every kind
+ * of player gets it) and VP8 (WebRTC viewers only: RTMP cannot carry it); it refuses an offer
+ * with neither (FAILED "codec not supported: ...").
+ * @readonly
+ * @enum {string}
+ */
+export const VIDEO_CODEC = Object.freeze({
+  /** H.264 first (packetization-mode=1 first, constrained baseline 42e01f first among those),
+   * the browser's other codecs after it. The default. */
+  H264: 'H264',
+  /** VP8 only. */
+  VP8: 'VP8',
+  /** VP9 only (refused by the server). */
+  VP9: 'VP9',
+  /** AV1 only (refused by the server). */
+  AV1: 'AV1',
 });
 
 const FINAL_STREAM = new Set([STREAM_STATUS.STOPPED, STREAM_STATUS.FAILED]);
@@ -316,10 +342,18 @@ export class Session extends Emitter {
    * @property {boolean} [muted] start muted (default true: muted autoplay is always allowed)
    * @property {number} [playTimeoutMs] play() rejects when not PLAYING by then (default 0: no
    *   limit; the server's own timeouts end the play with a status)
+   * @property {MediaStream} [localStream] (publish) the media to publish; the SDK never stops
+   *   the tracks of a stream it was given. Default: getUserMedia(`constraints`).
+   * @property {MediaStreamConstraints} [constraints] (publish) for getUserMedia when no
+   *   `localStream` is given (default `{video: true, audio: true}`)
+   * @property {'H264'|'VP8'|'VP9'|'AV1'} [videoCodec] (publish) 'H264' (default): H.264 offered
+   *   first; any other: that codec only (VIDEO_CODEC)
+   * @property {number} [publishTimeoutMs] publish() rejects when not PUBLISHING by then
+   *   (default 0: no limit)
    */
 
   /**
-   * Creates a stream of this session (nothing is sent until play()).
+   * Creates a stream of this session (nothing is sent until play() or publish()).
    * @param {StreamOptions} options
    * @returns {Stream}
    */
@@ -453,11 +487,34 @@ export class Session extends Emitter {
  */
 
 /**
- * One played (or, later, published) stream of a session.
+ * @typedef {object} PublishStats
+ * @property {number|null} width encoded (sent) video width
+ * @property {number|null} height
+ * @property {number|null} framesPerSecond sent frame rate
+ * @property {number|null} bitrateKbps sent (audio + video) since the previous getStats()
+ * @property {number} framesSent
+ * @property {number} framesEncoded
+ * @property {number} keyFramesEncoded
+ * @property {number} pliCount keyframe requests received from the server
+ * @property {string|null} videoCodec e.g. 'H264', 'VP8'
+ * @property {string|null} videoFmtp the video format's fmtp line, e.g.
+ *   'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f'
+ * @property {string|null} audioCodec e.g. 'opus'
+ * @property {number} bytesSent audio + video
+ * @property {number} videoPacketsSent
+ * @property {number} audioPacketsSent
+ * @property {number} packetsLost as the server reports it (remote-inbound-rtp), audio + video
+ * @property {string|null} qualityLimitationReason 'none', 'cpu', 'bandwidth', ...
+ * @property {number} timestamp ms (performance clock of the stats report)
+ */
+
+/**
+ * One stream of a session: played with play(), or published with publish().
  *
  * Events: each STREAM_STATUS value with {status, reason, info, name, streamId}; 'status' for
- * every change; 'track' when a media track arrives; 'connectionstate'; 'error' for server errors
- * that name this stream.
+ * every change; 'track' when a media track arrives (play); 'localstream' when the camera and
+ * microphone are ready (publish); 'connectionstate'; 'error' for server errors that name this
+ * stream.
  */
 export class Stream extends Emitter {
   /**
@@ -468,8 +525,16 @@ export class Stream extends Emitter {
   constructor(session, options) {
     super();
     this.session = session;
-    this.options = { transport: 'webrtc', muted: true, serverOffer: false, playTimeoutMs: 0, ...options };
-    /** @type {string} what is played: `test`, `live/test` or a camera URL */
+    this.options = {
+      transport: 'webrtc',
+      muted: true,
+      serverOffer: false,
+      playTimeoutMs: 0,
+      videoCodec: VIDEO_CODEC.H264,
+      publishTimeoutMs: 0,
+      ...options,
+    };
+    /** @type {string} what is played or published: `test`, `live/test` (or a camera URL to play) */
     this.name = options.name;
     /** @type {string} the streamId of the protocol */
     this.id = options.streamId;
@@ -485,8 +550,12 @@ export class Stream extends Emitter {
     this.info = undefined;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
-    /** @type {MediaStream|null} */
+    /** @type {MediaStream|null} the received media (play) */
     this.mediaStream = null;
+    /** @type {MediaStream|null} the published camera/microphone (publish), for a preview */
+    this.localStream = null;
+    /** @type {'play'|'publish'|null} what the last play()/publish() call does */
+    this.direction = null;
     /** @type {HTMLVideoElement|null} */
     this.video = resolveDisplay(options.display);
     this._pendingCandidates = [];
@@ -494,6 +563,60 @@ export class Stream extends Emitter {
     this._lastStats = null;
     this._playing = null;
     this._ended = false;
+    // Whether the play/publish message went out (a stop before it needs no server answer).
+    this._announced = false;
+    // Whether the SDK acquired localStream (then it stops its tracks at the end).
+    this._ownsLocal = false;
+    // Publish: our own ICE candidates held until the server's answer (see _startPublish).
+    this._localCandidates = null;
+  }
+
+  /**
+   * A promise that resolves when the status becomes `wanted`, rejects when the stream ends first
+   * or after `timeoutMs` (0: no limit). It never counts as an unhandled rejection: status events
+   * already tell the same.
+   * @private
+   */
+  _waitFor(wanted, timeoutMs) {
+    const p = new Promise((resolve, reject) => {
+      let timer = null;
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off(EVENT.STATUS, onStatus);
+      };
+      const onStatus = (e) => {
+        if (e.status === wanted) {
+          cleanup();
+          resolve(this);
+        } else if (FINAL_STREAM.has(e.status)) {
+          cleanup();
+          reject(new Error(`${e.status}: ${e.reason || 'no reason'}`));
+        }
+      };
+      this.on(EVENT.STATUS, onStatus);
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          this.off(EVENT.STATUS, onStatus);
+          reject(new Error(`not ${wanted} within ${timeoutMs} ms (status ${this.status})`));
+        }, timeoutMs);
+      }
+    });
+    p.catch(() => {});
+    return p;
+  }
+
+  /** @private Resets the per-attempt state before a play() or publish(). */
+  _reset(direction) {
+    if (!this.session.streams.has(this.id)) this.session.streams.set(this.id, this);
+    this.direction = direction;
+    this._remoteSet = false;
+    this._pendingCandidates = [];
+    this._localCandidates = null;
+    this._lastStats = null;
+    this._ended = false;
+    this._announced = false;
+    this.reason = undefined;
+    this.info = undefined;
   }
 
   /**
@@ -510,40 +633,8 @@ export class Stream extends Emitter {
       return Promise.reject(new Error(`session is ${this.session.status}, not ESTABLISHED`));
     }
     if (this.pc) return this._playing || Promise.resolve(this);
-    if (!this.session.streams.has(this.id)) this.session.streams.set(this.id, this);
-    this._remoteSet = false;
-    this._pendingCandidates = [];
-    this._lastStats = null;
-    this._ended = false;
-    this.reason = undefined;
-    this.info = undefined;
-
-    this._playing = new Promise((resolve, reject) => {
-      let timer = null;
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.off(EVENT.STATUS, onStatus);
-      };
-      const onStatus = (e) => {
-        if (e.status === STREAM_STATUS.PLAYING) {
-          cleanup();
-          resolve(this);
-        } else if (FINAL_STREAM.has(e.status)) {
-          cleanup();
-          reject(new Error(`${e.status}: ${e.reason || 'no reason'}`));
-        }
-      };
-      this.on(EVENT.STATUS, onStatus);
-      if (this.options.playTimeoutMs > 0) {
-        timer = setTimeout(() => {
-          this.off(EVENT.STATUS, onStatus);
-          reject(new Error(`not PLAYING within ${this.options.playTimeoutMs} ms (status ${this.status})`));
-        }, this.options.playTimeoutMs);
-      }
-    });
-    // A caller that ignores the promise must not get an "unhandled rejection" for a status that
-    // its event handlers already see.
-    this._playing.catch(() => {});
+    this._reset('play');
+    this._playing = this._waitFor(STREAM_STATUS.PLAYING, this.options.playTimeoutMs);
 
     this._setStatus(STREAM_STATUS.PENDING, undefined, undefined, true);
     this._startWebrtc().catch((e) => {
@@ -553,21 +644,57 @@ export class Stream extends Emitter {
   }
 
   /**
-   * Publishing the local camera/microphone comes with issue #5.
-   * @returns {Promise<never>}
+   * Publishes the local camera and microphone (or the given `localStream`) under this stream's
+   * name: gets the media, offers sendonly tracks (H.264 first unless `videoCodec` says
+   * otherwise, Opus), trickles ICE both ways and shows the local media on the display (muted).
+   * Resolves with the stream when the server says PUBLISHING (media arrives), rejects when it
+   * ends first (STOPPED/FAILED: `name in use: ...`, `codec not supported: ...`, a refused
+   * camera) or after `publishTimeoutMs`. It may be called again after STOPPED/FAILED.
+   * @param {{localStream?: MediaStream, constraints?: MediaStreamConstraints,
+   *   videoCodec?: 'H264'|'VP8'|'VP9'|'AV1', publishTimeoutMs?: number}} [options] override the
+   *   stream's
+   * @returns {Promise<Stream>}
    */
-  publish() {
-    return Promise.reject(new Error('publish is not implemented yet (issue #5)'));
+  publish(options = {}) {
+    if (this.transport === 'ws') {
+      return Promise.reject(new Error("transport 'ws' cannot publish: use 'webrtc'"));
+    }
+    if (this.session.status !== SESSION_STATUS.ESTABLISHED) {
+      return Promise.reject(new Error(`session is ${this.session.status}, not ESTABLISHED`));
+    }
+    if (this.pc) {
+      return this.direction === 'publish' && this._playing ? this._playing : Promise.reject(new Error(`stream is busy (${this.direction})`));
+    }
+    const opts = { ...this.options, ...options };
+    const codec = String(opts.videoCodec || VIDEO_CODEC.H264).toUpperCase();
+    if (!Object.values(VIDEO_CODEC).includes(codec)) {
+      return Promise.reject(new Error(`unknown videoCodec '${opts.videoCodec}' (${Object.values(VIDEO_CODEC).join(', ')})`));
+    }
+    this._reset('publish');
+    this._playing = this._waitFor(STREAM_STATUS.PUBLISHING, opts.publishTimeoutMs || 0);
+
+    this._setStatus(STREAM_STATUS.PENDING, undefined, undefined, true);
+    this._startPublish({ ...opts, videoCodec: codec }).catch((e) => {
+      this._close(STREAM_STATUS.FAILED, `client: ${e.message || e}`, true);
+    });
+    return this._playing;
   }
 
   /**
-   * Stops playing: sends `stop` and closes the peer connection. The status becomes STOPPED when
-   * the server confirms (or at once when the session is gone).
+   * Stops playing or publishing: sends `stop`, closes the peer connection and (publish) stops
+   * the camera and microphone tracks the SDK acquired itself. The status becomes STOPPED when
+   * the server confirms (or at once when the session is gone or nothing was sent yet).
    */
   stop() {
     if (this._ended || this.status === STREAM_STATUS.NEW) return;
+    if (!this._announced) {
+      // Nothing was sent to the server yet (still getting the camera or making the offer).
+      this._close(STREAM_STATUS.STOPPED, 'stopped by client', true);
+      return;
+    }
     const sent = this.session.send({ type: 'stop', streamId: this.id });
     this._closePeer();
+    this._releaseLocal();
     if (!sent) {
       this._close(STREAM_STATUS.STOPPED, 'stopped by client (session closed)', true);
       return;
@@ -608,12 +735,14 @@ export class Stream extends Emitter {
   }
 
   /**
-   * Receiver statistics from RTCPeerConnection.getStats() (inbound-rtp of audio and video). The
-   * bitrate covers the time since the previous call (null on the first call).
-   * @returns {Promise<StreamStats|null>} null when there is no peer connection
+   * Statistics from RTCPeerConnection.getStats(). Playing: the receiver's (inbound-rtp of audio
+   * and video, StreamStats). Publishing: the sender's (outbound-rtp, PublishStats). The bitrate
+   * covers the time since the previous call (null on the first call).
+   * @returns {Promise<StreamStats|PublishStats|null>} null when there is no peer connection
    */
   async getStats() {
     if (!this.pc) return null;
+    if (this.direction === 'publish') return this._publishStats();
     const report = await this.pc.getStats();
     const codecs = new Map();
     report.forEach((s) => {
@@ -666,7 +795,164 @@ export class Stream extends Emitter {
     return out;
   }
 
+  /** @private Sender statistics (outbound-rtp) of a publish. */
+  async _publishStats() {
+    const report = await this.pc.getStats();
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === 'codec') codecs.set(s.id, s);
+    });
+    const out = {
+      width: null,
+      height: null,
+      framesPerSecond: null,
+      bitrateKbps: null,
+      framesSent: 0,
+      framesEncoded: 0,
+      keyFramesEncoded: 0,
+      pliCount: 0,
+      videoCodec: null,
+      videoFmtp: null,
+      audioCodec: null,
+      bytesSent: 0,
+      videoPacketsSent: 0,
+      audioPacketsSent: 0,
+      packetsLost: 0,
+      qualityLimitationReason: null,
+      timestamp: 0,
+    };
+    report.forEach((s) => {
+      if (s.type === 'remote-inbound-rtp') {
+        out.packetsLost += Math.max(0, s.packetsLost || 0);
+        return;
+      }
+      if (s.type !== 'outbound-rtp') return;
+      const codec = codecs.get(s.codecId);
+      const codecName = codec && codec.mimeType ? codec.mimeType.split('/')[1] : null;
+      out.bytesSent += s.bytesSent || 0;
+      out.timestamp = Math.max(out.timestamp, s.timestamp || 0);
+      if (s.kind === 'video') {
+        out.width = s.frameWidth ?? out.width;
+        out.height = s.frameHeight ?? out.height;
+        out.framesPerSecond = s.framesPerSecond ?? out.framesPerSecond;
+        out.framesSent += s.framesSent || 0;
+        out.framesEncoded += s.framesEncoded || 0;
+        out.keyFramesEncoded += s.keyFramesEncoded || 0;
+        out.pliCount += s.pliCount || 0;
+        out.videoPacketsSent += s.packetsSent || 0;
+        out.qualityLimitationReason = s.qualityLimitationReason ?? out.qualityLimitationReason;
+        if (codecName) out.videoCodec = codecName;
+        if (codec && codec.sdpFmtpLine) out.videoFmtp = codec.sdpFmtpLine;
+      } else if (s.kind === 'audio') {
+        out.audioPacketsSent += s.packetsSent || 0;
+        if (codecName) out.audioCodec = codecName;
+      }
+    });
+    const last = this._lastStats;
+    if (last && out.timestamp > last.timestamp) {
+      const secs = (out.timestamp - last.timestamp) / 1000;
+      out.bitrateKbps = Math.max(0, Math.round(((out.bytesSent - last.bytesSent) * 8) / 1000 / secs));
+      if (out.framesPerSecond == null && out.framesSent >= last.framesSent) {
+        out.framesPerSecond = Math.round((out.framesSent - last.framesSent) / secs);
+      }
+    }
+    this._lastStats = { timestamp: out.timestamp, bytesSent: out.bytesSent, framesSent: out.framesSent };
+    return out;
+  }
+
   // ---------------------------------------------------------------------------------------------
+
+  /** @private Publish: local media, sendonly transceivers with the codec order, offer. */
+  async _startPublish(opts) {
+    const iceServers = opts.iceServers || this.session.options.iceServers || [];
+    const pc = new RTCPeerConnection({ iceServers });
+    this.pc = pc;
+    // The server takes candidates only once it has made its answer: ours wait for it.
+    this._localCandidates = [];
+
+    let local = opts.localStream || null;
+    const owned = !local;
+    if (!local) {
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        throw new Error('getUserMedia is not available (a secure context, https or localhost, is needed)');
+      }
+      try {
+        local = await navigator.mediaDevices.getUserMedia(opts.constraints || { video: true, audio: true });
+      } catch (e) {
+        throw new Error(`camera/microphone refused: ${e.name || ''} ${e.message || e}`.trim());
+      }
+    }
+    if (this.pc !== pc) {
+      // Stopped while the browser was asking for the camera.
+      if (owned) stopTracks(local);
+      return;
+    }
+    this.localStream = local;
+    this._ownsLocal = owned;
+    if (this.video) this._attachLocal();
+    this._emit(EVENT.LOCAL_STREAM, { mediaStream: local });
+
+    pc.onicecandidate = (ev) => {
+      if (this.pc !== pc) return;
+      const candidate = ev.candidate ? ev.candidate.toJSON() : null;
+      if (this._localCandidates) this._localCandidates.push(candidate);
+      else this.session.send({ type: 'candidate', streamId: this.id, candidate });
+    };
+    pc.onconnectionstatechange = () => {
+      if (this.pc !== pc) return;
+      this._emit(EVENT.CONNECTION_STATE, { state: pc.connectionState });
+      if (pc.connectionState === 'failed' && !FINAL_STREAM.has(this.status)) {
+        this.session.send({ type: 'stop', streamId: this.id });
+        this._close(STREAM_STATUS.FAILED, 'peer connection failed (client side)', true);
+      }
+    };
+
+    const videoTracks = local.getVideoTracks();
+    const audioTracks = local.getAudioTracks();
+    if (videoTracks.length === 0 && audioTracks.length === 0) throw new Error('the local stream has no track');
+    for (const track of videoTracks.slice(0, 1)) {
+      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
+      preferVideoCodec(transceiver, opts.videoCodec);
+    }
+    for (const track of audioTracks.slice(0, 1)) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
+    }
+    const offer = await pc.createOffer();
+    if (this.pc !== pc) return;
+    await pc.setLocalDescription(offer);
+    if (this.pc !== pc) return;
+    this._announced = true;
+    this.session.send({ type: 'publish', streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
+  }
+
+  /** @private Publish: sends the candidates held until the server's answer. */
+  _flushLocalCandidates(pc) {
+    if (this.pc !== pc || !this._localCandidates) return;
+    const held = this._localCandidates;
+    this._localCandidates = null;
+    for (const candidate of held) this.session.send({ type: 'candidate', streamId: this.id, candidate });
+  }
+
+  /** @private Shows the local media on the display (always muted: no echo). */
+  _attachLocal() {
+    const v = this.video;
+    if (v.srcObject !== this.localStream) {
+      v.srcObject = this.localStream;
+      v.autoplay = true;
+      v.playsInline = true;
+      v.muted = true;
+    }
+    if (v.paused) v.play().catch((e) => console.debug('mediarouter: preview play() refused for now', e.message));
+  }
+
+  /** @private Stops the local tracks the SDK acquired (a given localStream is left alone). */
+  _releaseLocal() {
+    const local = this.localStream;
+    if (!local || !this._ownsLocal) return;
+    this._ownsLocal = false;
+    stopTracks(local);
+    if (this.video && this.video.srcObject === local) this.video.srcObject = null;
+  }
 
   /** @private */
   async _startWebrtc() {
@@ -697,6 +983,7 @@ export class Stream extends Emitter {
 
     if (this.options.serverOffer) {
       // The server sends an `offer`; _onMessage answers it.
+      this._announced = true;
       this.session.send({ type: 'play', streamId: this.id, name: this.name });
       return;
     }
@@ -706,6 +993,7 @@ export class Stream extends Emitter {
     if (this.pc !== pc) return;
     await pc.setLocalDescription(offer);
     if (this.pc !== pc) return;
+    this._announced = true;
     this.session.send({ type: 'play', streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
   }
 
@@ -736,6 +1024,8 @@ export class Stream extends Emitter {
         break;
       case 'answer':
         if (!pc) return;
+        // Publish: the server is ready for our candidates now.
+        this._flushLocalCandidates(pc);
         pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp })
           .then(() => this._remoteApplied(pc))
           .catch((e) => this._negotiationFailed(pc, `cannot apply the server's answer: ${e.message}`));
@@ -804,9 +1094,10 @@ export class Stream extends Emitter {
     this._emit(EVENT.STATUS, data);
   }
 
-  /** @private Ends this play with a final status. */
+  /** @private Ends this play or publish with a final status. */
   _close(status, reason, local, info) {
     this._closePeer();
+    this._releaseLocal();
     // The first final status of a play wins (a local STOPPED/FAILED, then the server's own).
     if (this._ended) return;
     this._ended = true;
@@ -819,6 +1110,7 @@ export class Stream extends Emitter {
     this.pc = null;
     this._remoteSet = false;
     this._pendingCandidates = [];
+    this._localCandidates = null;
     if (pc) {
       try {
         pc.close();
@@ -827,6 +1119,77 @@ export class Stream extends Emitter {
       }
     }
   }
+}
+
+function stopTracks(mediaStream) {
+  for (const track of mediaStream.getTracks()) {
+    try {
+      track.stop();
+    } catch (e) {
+      /* ignore */
+    }
+  }
+}
+
+/**
+ * Orders the browser's video codec capabilities for a publish. 'H264': the H.264 formats first,
+ * packetization-mode=1 before 0 and, among those, constrained baseline (profile-level-id
+ * 42e01f) first; then the other codecs as the browser listed them. Any other codec (e.g. 'VP8'):
+ * that codec only, with the browser's helper formats (rtx, red, ulpfec, flexfec).
+ * @param {RTCRtpCodec[]} codecs from RTCRtpSender/RTCRtpReceiver.getCapabilities('video')
+ * @param {string} wanted codec name, e.g. 'H264'
+ * @returns {RTCRtpCodec[]}
+ */
+export function orderVideoCodecs(codecs, wanted) {
+  const name = (c) => (c.mimeType || '').split('/')[1]?.toLowerCase() || '';
+  const want = String(wanted).toLowerCase();
+  const helper = (c) => ['rtx', 'red', 'ulpfec', 'flexfec-03'].includes(name(c));
+  const mine = codecs.filter((c) => name(c) === want);
+  if (want !== 'h264') return mine.length > 0 ? [...mine, ...codecs.filter(helper)] : [];
+  const rank = (c) => {
+    const fmtp = (c.sdpFmtpLine || '').toLowerCase();
+    const mode1 = /packetization-mode=1/.test(fmtp);
+    const cb = /profile-level-id=42e01f/.test(fmtp);
+    return (mode1 ? 0 : 2) + (cb ? 0 : 1);
+  };
+  // Array.prototype.sort is stable: equal ranks keep the browser's order.
+  const h264 = mine.map((c, i) => ({ c, i })).sort((a, b) => rank(a.c) - rank(b.c) || a.i - b.i).map((x) => x.c);
+  return [...h264, ...codecs.filter((c) => name(c) !== 'h264')];
+}
+
+/**
+ * Applies orderVideoCodecs() to a video transceiver. Returns false (with a console warning)
+ * when the browser cannot set codec preferences; the offer then has the browser's own order
+ * (the server still picks H.264 from it).
+ * @param {RTCRtpTransceiver} transceiver
+ * @param {string} wanted
+ */
+function preferVideoCodec(transceiver, wanted) {
+  if (typeof transceiver.setCodecPreferences !== 'function') {
+    console.warn('mediarouter: setCodecPreferences is not supported; offering the browser\'s codec order');
+    return false;
+  }
+  // Browsers have accepted sender capabilities, receiver capabilities or both over time.
+  const sources = [globalThis.RTCRtpSender, globalThis.RTCRtpReceiver];
+  let lastError = null;
+  for (const source of sources) {
+    const caps = source && source.getCapabilities ? source.getCapabilities('video') : null;
+    if (!caps) continue;
+    const ordered = orderVideoCodecs(caps.codecs, wanted);
+    if (ordered.length === 0) {
+      lastError = new Error(`the browser cannot send ${wanted}`);
+      continue;
+    }
+    try {
+      transceiver.setCodecPreferences(ordered);
+      return true;
+    } catch (e) {
+      lastError = e;
+    }
+  }
+  if (wanted.toUpperCase() !== VIDEO_CODEC.H264) throw new Error(`cannot offer ${wanted} only: ${lastError ? lastError.message : 'no capabilities'}`);
+  console.warn('mediarouter: codec preferences not applied:', lastError && lastError.message);
+  return false;
 }
 
 /** @returns {HTMLVideoElement|null} */

@@ -37,6 +37,12 @@ struct PublisherEntry {
     control: Recipient<PublisherCommand>,
 }
 
+/// A player's audio needs: the source's codec as it is if `takes` it, else `codec`.
+struct AudioNeed {
+    codec: Codec,
+    takes: fn(Codec) -> bool,
+}
+
 struct PlayerEntry {
     protocol: Protocol,
     address: String,
@@ -58,9 +64,8 @@ pub struct Stream {
     bitrate_in_kbps: u64,
     bitrate_out_kbps: u64,
     last_bytes: (u64, u64),
-    /// Per player that declared it: the codec it needs its audio in, and which source codecs it
-    /// takes as they are.
-    audio_demand: HashMap<PeerId, (Codec, fn(Codec) -> bool)>,
+    /// What each player that declared it needs of the audio.
+    audio_demand: HashMap<PeerId, AudioNeed>,
     /// Running transcoders by (source codec, target codec): one per pair, while a player
     /// demands the target and the source's audio is in the other codec.
     transcoders: HashMap<(Codec, Codec), tokio::task::JoinHandle<()>>,
@@ -145,8 +150,8 @@ impl Stream {
             Some(from) => self
                 .audio_demand
                 .values()
-                .filter(|(_, takes)| !takes(from))
-                .map(|(to, _)| (from, *to))
+                .filter(|need| !(need.takes)(from))
+                .map(|need| (from, need.codec))
                 .collect(),
             None => HashSet::new(),
         };
@@ -414,7 +419,13 @@ impl Handler<NeedAudio> for Stream {
         if !self.players.contains_key(&msg.peer) {
             return;
         }
-        self.audio_demand.insert(msg.peer, (msg.codec, msg.takes));
+        self.audio_demand.insert(
+            msg.peer,
+            AudioNeed {
+                codec: msg.codec,
+                takes: msg.takes,
+            },
+        );
         self.refuse_uncarried_video();
         self.sync_transcoders();
     }

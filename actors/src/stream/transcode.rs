@@ -74,7 +74,12 @@ impl AudioTranscoder for OpusToAac {
 /// Starts the transcoder of a stream's audio from `from` to `to`, if there is one for that
 /// pair: AAC → Opus (RTMP/RTSP sources, WebRTC viewers), Opus → AAC (WebRTC publishers, RTMP
 /// players).
-pub fn spawn(from: Codec, to: Codec, hub: Arc<MediaHub>, name: StreamName) -> Option<JoinHandle<()>> {
+pub fn spawn(
+    from: Codec,
+    to: Codec,
+    hub: Arc<MediaHub>,
+    name: StreamName,
+) -> Option<JoinHandle<()>> {
     let task = match (from, to) {
         (Codec::Aac, Codec::Opus) => tokio::spawn(transcode::<AacToOpus>(hub, name.clone())),
         (Codec::Opus, Codec::Aac) => tokio::spawn(transcode::<OpusToAac>(hub, name.clone())),

@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{MediaEngine, PeerConnectionEventHandler, RTCSessionDescription};
+use webrtc::peer_connection::{
+    MediaEngine, PeerConnectionEventHandler, RTCIceCandidateInit, RTCSessionDescription,
+};
 
 /// The shortest gap between two keyframe requests to the browser, whoever asks.
 const KEYFRAME_MIN_GAP: Duration = Duration::from_millis(250);
@@ -57,6 +59,8 @@ pub struct WebrtcPublisher {
     connected: bool,
     publishing: bool,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    /// Client ICE candidates not yet added (the connection is made after the name is held).
+    pending_candidates: Vec<RTCIceCandidateInit>,
     /// Viewers asked for a keyframe: the video track's reader sends a PLI.
     keyframe_wanted: Arc<tokio::sync::Notify>,
     finished: bool,
@@ -79,6 +83,7 @@ impl WebrtcPublisher {
             connected: false,
             publishing: false,
             readers: Vec::new(),
+            pending_candidates: Vec::new(),
             keyframe_wanted: Arc::new(tokio::sync::Notify::new()),
             finished: false,
         }
@@ -180,6 +185,7 @@ impl WebrtcPublisher {
         .map(|result, publisher, ctx| match result {
             Ok((pc, sdp)) => {
                 publisher.pc = Some(pc);
+                publisher.flush_candidates();
                 publisher
                     .spec
                     .client
@@ -202,6 +208,17 @@ impl WebrtcPublisher {
             Err(reason) => publisher.finish(StreamStatus::Failed, reason, ctx),
         })
         .spawn(ctx);
+    }
+
+    fn flush_candidates(&mut self) {
+        let Some(pc) = self.pc.as_ref().map(PeerGuard::connection) else {
+            return;
+        };
+        let candidates = std::mem::take(&mut self.pending_candidates);
+        if !candidates.is_empty() {
+            let (name, address) = (self.spec.name.clone(), self.spec.address.clone());
+            super::viewer::add_candidates(pc, candidates, name, address);
+        }
     }
 
     fn read_track(&mut self, track: Arc<dyn TrackRemote>, ctx: &mut Context<Self>) {
@@ -357,7 +374,13 @@ impl Depacketizer {
                     reader.configure(Codec::Opus, Bytes::new(), info, 0);
                 }
                 let time = time_us(header.timestamp);
-                Some(Frame::new(Codec::Opus, time, 0, true, packet.payload.clone()))
+                Some(Frame::new(
+                    Codec::Opus,
+                    time,
+                    0,
+                    true,
+                    packet.payload.clone(),
+                ))
             }
         };
         match frame {
@@ -532,18 +555,10 @@ impl Handler<ViewerSignal> for WebrtcPublisher {
     fn handle(&mut self, msg: ViewerSignal, ctx: &mut Context<Self>) {
         match msg {
             ViewerSignal::Candidate(Some(candidate)) => {
-                let Some(pc) = self.pc.as_ref().map(PeerGuard::connection) else {
-                    return;
-                };
-                let name = self.spec.name.clone();
-                actix::spawn(async move {
-                    if let Err(e) = pc
-                        .add_ice_candidate(super::viewer::candidate_init(candidate))
-                        .await
-                    {
-                        debug!(stream = %name, "client ICE candidate refused: {e}");
-                    }
-                });
+                // Candidates that come before the connection exists wait for it.
+                self.pending_candidates
+                    .push(super::viewer::candidate_init(candidate));
+                self.flush_candidates();
             }
             ViewerSignal::Candidate(None) | ViewerSignal::Answer(_) => {}
             ViewerSignal::Stop(reason) => self.finish(StreamStatus::Stopped, reason, ctx),

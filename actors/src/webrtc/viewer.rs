@@ -15,7 +15,7 @@ use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::codec::rtp::H264Params;
-use mediarouter_core::media::{Codec, MediaPacket, StreamName};
+use mediarouter_core::media::{Codec, MediaPacket, StreamName, TrackKind};
 use mediarouter_core::webrtc::offer::{
     choose_audio, choose_h264, choose_vp8, offered_formats, AudioPlan,
 };
@@ -229,16 +229,20 @@ impl WebrtcViewer {
         self.bytes_out = Some(Arc::clone(&subscription.bytes_out));
         info!(stream = %self.name, peer = %self.address, id = %self.stream_id,
             publishing = subscription.publishing, "WebRTC viewer attached");
-        let has_media = subscription
-            .snapshot
-            .iter()
-            .any(|p| matches!(p, MediaPacket::Frame(_)));
+        let frames = || {
+            subscription.snapshot.iter().filter_map(|p| match p {
+                MediaPacket::Frame(frame) => Some(frame),
+                _ => None,
+            })
+        };
+        let has_video = frames().any(|f| f.track() == TrackKind::Video);
+        let has_audio = frames().next().is_some();
         let receiver = subscription.receiver;
         async move {
-            if !has_media {
-                wait_for_media(receiver).await
-            } else {
+            if has_video {
                 Ok(())
+            } else {
+                wait_for_media(receiver, has_audio).await
             }
         }
         .into_actor(self)
@@ -268,9 +272,7 @@ impl WebrtcViewer {
             // G.711 from FLV has no configuration: learn it from the frames.
             let (snapshot, _) = hub.subscribe();
             snapshot.iter().find_map(|p| match p {
-                MediaPacket::Frame(f) if f.track() == mediarouter_core::media::TrackKind::Audio => {
-                    Some(f.codec)
-                }
+                MediaPacket::Frame(f) if f.track() == TrackKind::Audio => Some(f.codec),
                 _ => None,
             })
         });
@@ -340,7 +342,7 @@ impl WebrtcViewer {
                     }
                 };
                 viewer.client.do_send(ToClient(message));
-                viewer.flush_candidates(ctx);
+                viewer.flush_candidates();
                 let timeout = Duration::from_millis(viewer.context.settings.connect_timeout_ms);
                 ctx.run_later(timeout, |viewer, ctx| {
                     if !viewer.connected {
@@ -372,7 +374,10 @@ impl WebrtcViewer {
                 match video_codec {
                     Some(Codec::Vp8) => {
                         let Some(vp8) = choose_vp8(&formats) else {
-                            return Err("codec not supported: the stream is VP8 and the offer has no VP8".into());
+                            return Err(
+                                "codec not supported: the stream is VP8 and the offer has no VP8"
+                                    .into(),
+                            );
                         };
                         plan.video = Some(codec_parameters(
                             "video/VP8",
@@ -466,7 +471,7 @@ impl WebrtcViewer {
         Ok(plan)
     }
 
-    fn flush_candidates(&mut self, ctx: &mut Context<Self>) {
+    fn flush_candidates(&mut self) {
         if !self.remote_set || self.pending_candidates.is_empty() {
             return;
         }
@@ -474,15 +479,7 @@ impl WebrtcViewer {
             return;
         };
         let candidates = std::mem::take(&mut self.pending_candidates);
-        let (name, address) = (self.name.clone(), self.address.clone());
-        actix::spawn(async move {
-            for candidate in candidates {
-                if let Err(e) = pc.add_ice_candidate(candidate).await {
-                    debug!(stream = %name, peer = %address, "client ICE candidate refused: {e}");
-                }
-            }
-        });
-        let _ = ctx;
+        add_candidates(pc, candidates, self.name.clone(), self.address.clone());
     }
 
     fn start_pump(&mut self, ctx: &mut Context<Self>) {
@@ -545,6 +542,22 @@ impl WebrtcViewer {
             pump::run(spec).await;
         }));
     }
+}
+
+/// Adds the client's ICE candidates to the connection, in order, in the background.
+pub(super) fn add_candidates(
+    pc: Arc<dyn PeerConnection>,
+    candidates: Vec<RTCIceCandidateInit>,
+    name: StreamName,
+    address: String,
+) {
+    actix::spawn(async move {
+        for candidate in candidates {
+            if let Err(e) = pc.add_ice_candidate(candidate).await {
+                debug!(stream = %name, peer = %address, "client ICE candidate refused: {e}");
+            }
+        }
+    });
 }
 
 /// Reads the RTCP the browser sends about the video track (only keyframe requests get this far,
@@ -693,12 +706,32 @@ async fn build_session(
 
 /// Waits until the stream has media; the stream's own play-wait timer ends the wait with a
 /// `PlayerCommand::Stop` if no publisher comes.
-async fn wait_for_media(mut receiver: broadcast::Receiver<MediaPacket>) -> Result<(), String> {
+/// How long a stream that has started with audio gets to show its video before the viewer is
+/// negotiated without video: a WebRTC publisher's audio arrives a little before its first
+/// keyframe, and the answer can only offer what the stream is known to have.
+const VIDEO_GRACE: Duration = Duration::from_millis(1500);
+
+/// Waits until the stream has video, or has had audio (`audio_seen`: already) for
+/// `VIDEO_GRACE` without any.
+async fn wait_for_media(
+    mut receiver: broadcast::Receiver<MediaPacket>,
+    audio_seen: bool,
+) -> Result<(), String> {
+    let mut deadline = audio_seen.then(|| tokio::time::Instant::now() + VIDEO_GRACE);
     loop {
-        match receiver.recv().await {
-            Ok(MediaPacket::Frame(_)) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                return Ok(())
+        let next = match deadline {
+            Some(at) => match tokio::time::timeout_at(at, receiver.recv()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(()),
+            },
+            None => receiver.recv().await,
+        };
+        match next {
+            Ok(MediaPacket::Frame(frame)) if frame.track() == TrackKind::Video => return Ok(()),
+            Ok(MediaPacket::Frame(_)) => {
+                deadline.get_or_insert_with(|| tokio::time::Instant::now() + VIDEO_GRACE);
             }
+            Err(broadcast::error::RecvError::Lagged(_)) => return Ok(()),
             Ok(_) => {}
             Err(broadcast::error::RecvError::Closed) => return Err("stream closed".into()),
         }
@@ -736,7 +769,10 @@ impl Actor for WebrtcViewer {
         if !self.finished {
             self.status(StreamStatus::Stopped, Some("server stopped".into()), None);
         }
-        for task in [self.pump.take(), self.feedback.take()].into_iter().flatten() {
+        for task in [self.pump.take(), self.feedback.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         if let Some(stream) = self.stream.take() {
@@ -771,7 +807,7 @@ impl Handler<ViewerSignal> for WebrtcViewer {
                 .map(|result, viewer, ctx| match result {
                     Ok(()) => {
                         viewer.remote_set = true;
-                        viewer.flush_candidates(ctx);
+                        viewer.flush_candidates();
                     }
                     Err(reason) => viewer.finish(StreamStatus::Failed, reason, ctx),
                 })
@@ -779,7 +815,7 @@ impl Handler<ViewerSignal> for WebrtcViewer {
             }
             ViewerSignal::Candidate(Some(candidate)) => {
                 self.pending_candidates.push(candidate_init(candidate));
-                self.flush_candidates(ctx);
+                self.flush_candidates();
             }
             ViewerSignal::Candidate(None) => {}
             ViewerSignal::Stop(reason) => self.finish(StreamStatus::Stopped, reason, ctx),
