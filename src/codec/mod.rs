@@ -10,6 +10,7 @@ pub mod amf;
 pub mod audio;
 pub mod avc;
 pub mod flv;
+pub mod fmp4;
 pub mod rtp;
 pub mod vp8;
 

@@ -22,6 +22,7 @@
 //! - A unit that cannot be decoded returns an error and changes nothing: the next one decodes.
 //!   No input makes this module panic.
 
+pub mod g711;
 mod opus_to_aac;
 #[cfg(test)]
 mod opus_to_aac_tests;
@@ -29,6 +30,7 @@ mod resample;
 #[cfg(test)]
 mod tests;
 
+pub use self::g711::{G711Law, G711ToAac, G711ToOpus};
 pub use self::opus_to_aac::{AacUnit, OpusToAac, AAC_FRAME_SAMPLES};
 
 use bytes::Bytes;
