@@ -37,6 +37,7 @@ pub struct Settings {
     pub rest: RestSettings,
     pub rtsp: RtspSettings,
     pub webrtc: WebrtcSettings,
+    pub vod: VodSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +86,16 @@ pub struct RestSettings {
     pub enabled: bool,
     pub address: String,
     pub port: u16,
+}
+
+/// Video on demand: media files played over RTMP (`app/NAME`), or as a looping live stream
+/// shared by every kind of player (`live_app/NAME`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VodSettings {
+    /// Folder of the files, relative to the working directory unless absolute.
+    pub root: String,
+    pub app: String,
+    pub live_app: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +207,17 @@ impl Settings {
             if port == 0 {
                 return invalid(key, "0 is not a port (1..=65535)".into());
             }
+        }
+        for (key, app) in [
+            ("vod.app", &self.vod.app),
+            ("vod.live_app", &self.vod.live_app),
+        ] {
+            if app.is_empty() || app.contains('/') {
+                return invalid(key, "must be one path segment, not empty".into());
+            }
+        }
+        if self.vod.app == self.vod.live_app {
+            return invalid("vod.live_app", "must differ from vod.app".into());
         }
         for (key, address) in [
             ("rtmp.address", &self.rtmp.address),

@@ -8,6 +8,7 @@ mod registry;
 mod rtmp;
 mod rtsp;
 mod stream;
+mod vod;
 mod webrtc;
 mod ws;
 
@@ -110,6 +111,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         let conn_settings = Arc::new(rtmp::ConnectionSettings {
             rtmp: settings.rtmp.clone(),
             stream: settings.stream.clone(),
+            vod: settings.vod.clone(),
         });
         actix_rt::spawn(rtmp::serve(
             listener,

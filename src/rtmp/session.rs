@@ -605,6 +605,36 @@ pub fn status(
     send_message(encoder, out, csid::COMMAND, stream_id, 0, message)
 }
 
+/// Queues the end of a recorded stream: the `onPlayStatus` data message with
+/// `NetStream.Play.Complete` (what Flash's NetStream reports as the end of a file), then
+/// `onStatus` `NetStream.Play.Stop`.
+pub fn play_complete(
+    encoder: &ChunkEncoder,
+    out: &mut OutQueue,
+    stream_id: u32,
+    duration_ms: u64,
+    bytes: u64,
+) -> Result<(), SessionError> {
+    let info = amf::object(&[
+        ("level", amf::string("status")),
+        ("code", amf::string("NetStream.Play.Complete")),
+        ("duration", Amf0Value::Number(duration_ms as f64 / 1000.0)),
+        ("bytes", Amf0Value::Number(bytes as f64)),
+    ]);
+    let message = RtmpMessage::Amf0Data {
+        values: vec![amf::string("onPlayStatus"), info],
+    };
+    send_message(encoder, out, csid::DATA, stream_id, 0, message)?;
+    status(
+        encoder,
+        out,
+        stream_id,
+        "status",
+        "NetStream.Play.Stop",
+        "Stopped playing: end of file.",
+    )
+}
+
 /// Splits an aggregate message (a run of FLV tags) into its messages. Timestamps of the parts
 /// are relative to the first part and rebased onto the aggregate's own timestamp.
 fn split_aggregate(message: &RawMessage) -> Result<Vec<RawMessage>, SessionError> {

@@ -19,7 +19,10 @@
 
 mod amf;
 mod flv;
+mod metadata;
 mod mp4;
+
+pub use metadata::on_metadata;
 
 #[cfg(test)]
 mod flv_tests;

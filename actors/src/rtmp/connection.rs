@@ -6,10 +6,11 @@
 //! publish/play decision (later events wait in a bounded queue); a stopping connection always
 //! detaches from its streams; peer input never panics, it closes this connection at worst.
 
-use super::writer::{PlayStart, Writer, WriterCommand, WriterLimits};
+use super::writer::{Feed, PlayStart, Writer, WriterCommand, WriterLimits};
 use crate::messages::*;
 use crate::registry::{subscribe_player, with_stream, Registry};
 use crate::stream::{MediaHub, Stream};
+use crate::vod::{self, VodPlayback, VodSeeked};
 use actix::prelude::*;
 use bytes::BytesMut;
 use mediarouter_core::camera::{is_camera_url, CameraUrl};
@@ -17,9 +18,12 @@ use mediarouter_core::codec::flv::{self, Tag};
 use mediarouter_core::media::{Codec, QueryParams, StreamName};
 use mediarouter_core::rtmp::session::status;
 use mediarouter_core::rtmp::{OutQueue, ServerSession, SessionEvent};
-use mediarouter_core::settings::{RtmpSettings, StreamSettings};
+use mediarouter_core::settings::{RtmpSettings, StreamSettings, VodSettings};
+use mediarouter_core::vod::VodError;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -34,6 +38,7 @@ const WRITER_QUEUE: usize = 256;
 pub struct ConnectionSettings {
     pub rtmp: RtmpSettings,
     pub stream: StreamSettings,
+    pub vod: VodSettings,
 }
 
 struct Publishing {
@@ -48,7 +53,23 @@ struct Publishing {
 struct Playing {
     stream_id: u32,
     name: StreamName,
-    stream: Addr<Stream>,
+    source: PlaySource,
+}
+
+enum PlaySource {
+    /// A live stream this connection is subscribed to.
+    Live(Addr<Stream>),
+    /// A media file read for this connection alone.
+    File(VodPlayback),
+}
+
+impl Playing {
+    /// Leaves the source: unsubscribes from a live stream; a file's reader stops when dropped.
+    fn leave(self, peer: PeerId) {
+        if let PlaySource::Live(stream) = self.source {
+            stream.do_send(Unsubscribe { peer });
+        }
+    }
 }
 
 pub struct RtmpConnection {
@@ -260,8 +281,18 @@ impl RtmpConnection {
                     p.hub.push_metadata(p.token, metadata);
                 }
             }
-            // Pause and seek concern recorded streams, not live ones.
-            SessionEvent::Pause { .. } | SessionEvent::Seek { .. } => {}
+            SessionEvent::Pause {
+                stream_id, paused, ..
+            } => self.pause(stream_id, paused, ctx),
+            SessionEvent::Seek {
+                stream_id,
+                position_ms,
+            } => {
+                // Pause and seek concern files; a live stream ignores them.
+                if let Some(file) = self.playing_file(stream_id) {
+                    file.seek(position_ms.max(0.0) as u64);
+                }
+            }
         }
     }
 
@@ -385,6 +416,9 @@ impl RtmpConnection {
             );
             return;
         }
+        if let Some(file) = self.file_name(&requested) {
+            return self.request_file(stream_id, file, ctx);
+        }
         let camera = if is_camera_url(&name) {
             match CameraUrl::parse(&name) {
                 Ok(camera) => Some(camera),
@@ -442,8 +476,9 @@ impl RtmpConnection {
                                 stream_id,
                                 name: stream_name.clone(),
                                 encoder: conn.session.encoder(),
+                                prelude: OutQueue::new(),
                                 snapshot: subscription.snapshot,
-                                receiver: subscription.receiver,
+                                feed: Feed::Live(subscription.receiver),
                                 bytes_out: subscription.bytes_out,
                             })),
                             ctx,
@@ -451,7 +486,7 @@ impl RtmpConnection {
                         conn.playing = Some(Playing {
                             stream_id,
                             name: stream_name,
-                            stream,
+                            source: PlaySource::Live(stream),
                         });
                     }
                     _ => conn.refuse(
@@ -464,6 +499,126 @@ impl RtmpConnection {
                 conn.run_pending(ctx);
             })
             .spawn(ctx);
+    }
+
+    /// The file a play of `vod/...` names. Clients split a URL's path into app and name at
+    /// different slashes (`vod/sub` + `clip`, or `vod` + `sub/clip`), so both are joined back.
+    fn file_name(&self, requested: &StreamName) -> Option<StreamName> {
+        let vod_app = &self.settings.vod.app;
+        let folder = requested.app.strip_prefix(vod_app.as_str())?;
+        match folder.strip_prefix('/') {
+            Some(folder) => Some(StreamName::new(
+                vod_app.clone(),
+                format!("{folder}/{}", requested.name),
+            )),
+            None if folder.is_empty() => Some(requested.clone()),
+            None => None,
+        }
+    }
+
+    /// Plays a media file of `vod.root` on its own reader.
+    fn request_file(&mut self, stream_id: u32, name: StreamName, ctx: &mut Context<Self>) {
+        self.deciding = true;
+        let root = PathBuf::from(&self.settings.vod.root);
+        vod::open(root, name.name.clone())
+            .into_actor(self)
+            .map(move |opened, conn, ctx| {
+                conn.deciding = false;
+                match opened {
+                    Ok(file) => {
+                        let mut out = OutQueue::new();
+                        let _ = conn.session.accept_play(&mut out, stream_id, &name.name);
+                        conn.send(out, ctx);
+                        let info = file.info();
+                        info!(stream = %name, peer = %conn.address, duration_ms = info.duration_ms,
+                            width = info.width, height = info.height, "RTMP file playback started");
+                        let (playback, start) = VodPlayback::start(
+                            file,
+                            name.clone(),
+                            conn.peer,
+                            stream_id,
+                            ctx.address().recipient(),
+                        );
+                        conn.play_file_from(stream_id, &name, start, OutQueue::new(), ctx);
+                        conn.playing = Some(Playing {
+                            stream_id,
+                            name,
+                            source: PlaySource::File(playback),
+                        });
+                    }
+                    Err(e) => {
+                        let code = match e {
+                            VodError::NotFound(_) | VodError::Forbidden(_) => {
+                                "NetStream.Play.StreamNotFound"
+                            }
+                            _ => "NetStream.Play.Failed",
+                        };
+                        info!(stream = %name, peer = %conn.address, code, "file not played: {e}");
+                        conn.refuse(stream_id, code, &format!("{}: {e}", name.name), ctx);
+                    }
+                }
+                conn.run_pending(ctx);
+            })
+            .spawn(ctx);
+    }
+
+    /// Hands the writer a file's feed, after `prelude` (a seek's statuses).
+    fn play_file_from(
+        &mut self,
+        stream_id: u32,
+        name: &StreamName,
+        start: vod::reader::VodStart,
+        prelude: OutQueue,
+        ctx: &mut Context<Self>,
+    ) {
+        let command = WriterCommand::Play(Box::new(PlayStart {
+            stream_id,
+            name: name.clone(),
+            encoder: self.session.encoder(),
+            prelude,
+            snapshot: start.snapshot,
+            feed: Feed::Recorded(start.feed),
+            bytes_out: Arc::new(AtomicU64::new(0)),
+        }));
+        self.command(command, ctx);
+    }
+
+    fn playing_file(&self, stream_id: u32) -> Option<&VodPlayback> {
+        match self.playing.as_ref() {
+            Some(Playing {
+                stream_id: id,
+                source: PlaySource::File(file),
+                ..
+            }) if *id == stream_id => Some(file),
+            _ => None,
+        }
+    }
+
+    fn pause(&mut self, stream_id: u32, paused: bool, ctx: &mut Context<Self>) {
+        let Some(file) = self.playing_file(stream_id) else {
+            return;
+        };
+        file.pause(paused);
+        let (code, what) = if paused {
+            ("NetStream.Pause.Notify", "Paused")
+        } else {
+            ("NetStream.Unpause.Notify", "Unpaused")
+        };
+        let name = self.playing.as_ref().map(|p| p.name.name.clone());
+        let mut out = OutQueue::new();
+        let description = format!("{what} {}.", name.unwrap_or_default());
+        if status(
+            &self.session.encoder(),
+            &mut out,
+            stream_id,
+            "status",
+            code,
+            &description,
+        )
+        .is_ok()
+        {
+            self.send(out, ctx);
+        }
     }
 
     fn ingest(&mut self, stream_id: u32, timestamp: u32, body: bytes::Bytes, video: bool) {
@@ -508,7 +663,7 @@ impl RtmpConnection {
     fn stop_playing(&mut self, last_words: OutQueue, ctx: &mut Context<Self>) {
         if let Some(p) = self.playing.take() {
             debug!(stream = %p.name, peer = %self.address, "RTMP play ended");
-            p.stream.do_send(Unsubscribe { peer: self.peer });
+            p.leave(self.peer);
             self.command(WriterCommand::StopPlay { last_words }, ctx);
         }
     }
@@ -536,7 +691,7 @@ impl Actor for RtmpConnection {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.stop_publishing("connection closed");
         if let Some(p) = self.playing.take() {
-            p.stream.do_send(Unsubscribe { peer: self.peer });
+            p.leave(self.peer);
         }
         Running::Stop
     }
@@ -552,6 +707,64 @@ impl StreamHandler<Result<BytesMut, std::io::Error>> for RtmpConnection {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         self.close(ctx, "peer closed the connection");
+    }
+}
+
+impl Handler<VodSeeked> for RtmpConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: VodSeeked, ctx: &mut Context<Self>) {
+        let Some(name) = self
+            .playing_file(msg.stream_id)
+            .and(self.playing.as_ref())
+            .map(|p| p.name.clone())
+        else {
+            return;
+        };
+        let encoder = self.session.encoder();
+        let mut out = OutQueue::new();
+        match msg.start {
+            Ok(start) => {
+                let notify = format!("Seeking {} to {} ms.", name.name, start.position_ms);
+                let started = format!("Started playing {}.", name.name);
+                let written = status(
+                    &encoder,
+                    &mut out,
+                    msg.stream_id,
+                    "status",
+                    "NetStream.Seek.Notify",
+                    &notify,
+                )
+                .and_then(|()| {
+                    status(
+                        &encoder,
+                        &mut out,
+                        msg.stream_id,
+                        "status",
+                        "NetStream.Play.Start",
+                        &started,
+                    )
+                });
+                if written.is_ok() {
+                    self.play_file_from(msg.stream_id, &name, start, out, ctx);
+                }
+            }
+            Err(reason) => {
+                let description = format!("{}: seek failed: {reason}", name.name);
+                if status(
+                    &encoder,
+                    &mut out,
+                    msg.stream_id,
+                    "error",
+                    "NetStream.Seek.Failed",
+                    &description,
+                )
+                .is_ok()
+                {
+                    self.send(out, ctx);
+                }
+            }
+        }
     }
 }
 

@@ -1,17 +1,20 @@
 //! The write side of one RTMP connection: control replies from the connection actor and, while
-//! playing, the stream's packets converted to RTMP chunks, written with vectored IO.
+//! playing, the stream's packets (or a file's, for video on demand) converted to RTMP chunks,
+//! written with vectored IO.
 //!
 //! Invariants: payloads are never copied (chunks slice the shared frame); everything pending
 //! since the last wake-up goes out in one `writev`; the queue is bounded by
-//! `player_max_queued_bytes`: beyond it frames are skipped until the next video keyframe, and a
-//! player that stays behind longer than `player_max_lag_ms` is disconnected.
+//! `player_max_queued_bytes`: beyond it a live player's frames are skipped until the next video
+//! keyframe, and a live player that stays behind longer than `player_max_lag_ms` is
+//! disconnected, while a recorded player's reader is simply held back.
 
+use crate::vod::Recorded;
 use futures_util::Stream as _;
 use mediarouter_core::codec::flv;
 use mediarouter_core::media::{
     LagAction, LagTracker, MediaPacket, StreamName, Timeline, TrackKind,
 };
-use mediarouter_core::rtmp::session::status;
+use mediarouter_core::rtmp::session::{play_complete, status};
 use mediarouter_core::rtmp::{csid, message_type, ChunkEncoder, MessageHeader, OutQueue};
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -48,9 +51,57 @@ pub struct PlayStart {
     pub stream_id: u32,
     pub name: StreamName,
     pub encoder: ChunkEncoder,
+    /// Replies queued after the previous player's media is dropped and before this one's
+    /// (a seek's statuses).
+    pub prelude: OutQueue,
     pub snapshot: Vec<MediaPacket>,
-    pub receiver: broadcast::Receiver<MediaPacket>,
+    pub feed: Feed,
     pub bytes_out: Arc<AtomicU64>,
+}
+
+/// Where a player's media comes from.
+pub enum Feed {
+    /// A live stream's fan-out: timestamps rebased onto the player's own timeline, a player
+    /// that falls behind skips to the next keyframe.
+    Live(broadcast::Receiver<MediaPacket>),
+    /// A file read for this player alone: the file's own timestamps, paced by the reader, no
+    /// skipping (the bounded channel holds the reader back instead).
+    Recorded(mpsc::Receiver<Recorded>),
+}
+
+enum Media {
+    Live(BroadcastStream<MediaPacket>),
+    Recorded(mpsc::Receiver<Recorded>),
+}
+
+/// One step of a player's media, whatever its feed.
+enum Item {
+    Packet(MediaPacket),
+    Lagged(u64),
+    /// The live stream is gone.
+    Closed,
+    /// The file ended (`Ok`, with its duration) or failed.
+    FileEnd(Result<u64, String>),
+    /// The reader let go of this feed (a seek replaced it, or playback stopped).
+    Abandoned,
+}
+
+impl Media {
+    fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Item> {
+        match self {
+            Media::Live(stream) => Pin::new(stream).poll_next(cx).map(|item| match item {
+                Some(Ok(packet)) => Item::Packet(packet),
+                Some(Err(BroadcastStreamRecvError::Lagged(n))) => Item::Lagged(n),
+                None => Item::Closed,
+            }),
+            Media::Recorded(receiver) => receiver.poll_recv(cx).map(|item| match item {
+                Some(Recorded::Packet(packet)) => Item::Packet(packet),
+                Some(Recorded::Complete { duration_ms }) => Item::FileEnd(Ok(duration_ms)),
+                Some(Recorded::Failed(reason)) => Item::FileEnd(Err(reason)),
+                None => Item::Abandoned,
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -63,8 +114,13 @@ struct Player {
     stream_id: u32,
     name: StreamName,
     encoder: ChunkEncoder,
-    media: BroadcastStream<MediaPacket>,
+    media: Media,
+    /// Live: the player's own rebased timeline. Recorded: unused, file timestamps go out as
+    /// they are.
     timeline: Timeline,
+    recorded: bool,
+    /// Recorded: the last timestamp sent, for configurations and metadata.
+    last_ms: u32,
     lag: LagTracker,
     waiting_for_keyframe: bool,
     has_video: bool,
@@ -134,9 +190,14 @@ impl Writer {
                     }
                 }
             }
+            let mut player_done = false;
             if let Some(player) = self.player.as_mut() {
                 while budget > 0 {
-                    let item = match Pin::new(&mut player.media).poll_next(cx) {
+                    // A recorded player waits for the socket instead of skipping frames.
+                    if player.recorded && self.out.len() > self.limits.max_queued_bytes {
+                        break;
+                    }
+                    let item = match player.media.poll_item(cx) {
                         Poll::Ready(item) => item,
                         Poll::Pending => break,
                     };
@@ -144,21 +205,33 @@ impl Writer {
                     progressed = true;
                     let now = self.started.elapsed().as_millis() as u64;
                     let verdict = match item {
-                        Some(Ok(packet)) => {
+                        Item::Packet(packet) => {
                             player.packet(&packet, &mut self.out, self.limits.max_queued_bytes, now)
                         }
-                        Some(Err(BroadcastStreamRecvError::Lagged(n))) => {
+                        Item::Lagged(n) => {
                             player.waiting_for_keyframe = true;
                             player.lag.dropped(now, n)
                         }
-                        None => {
+                        Item::Closed => {
                             return Poll::Ready(format!("stream {} closed", player.name));
+                        }
+                        Item::FileEnd(end) => {
+                            player.file_end(end, &mut self.out);
+                            player_done = true;
+                            break;
+                        }
+                        Item::Abandoned => {
+                            player_done = true;
+                            break;
                         }
                     };
                     if let Some(reason) = player.verdict(verdict, self.peer) {
                         return Poll::Ready(reason);
                     }
                 }
+            }
+            if player_done {
+                self.player = None;
             }
             if !self.out.is_empty() {
                 match self.poll_write_some(cx) {
@@ -169,7 +242,8 @@ impl Writer {
             }
             if self.tick.poll_tick(cx).is_ready() {
                 let now = self.now_ms();
-                if let Some(player) = self.player.as_mut() {
+                // A recorded player is held back, never dropped for being slow.
+                if let Some(player) = self.player.as_mut().filter(|p| !p.recorded) {
                     if self.out.len() > self.limits.max_queued_bytes {
                         player.lag.stalled(now);
                     }
@@ -195,13 +269,22 @@ impl Writer {
         match command {
             WriterCommand::Send(mut bytes) => self.out.append(&mut bytes),
             WriterCommand::Play(start) => {
-                let start = *start;
+                let mut start = *start;
+                // Whatever the previous player had not sent yet is dropped with it.
+                self.player = None;
+                self.out.append(&mut start.prelude);
+                let (media, recorded) = match start.feed {
+                    Feed::Live(receiver) => (Media::Live(BroadcastStream::new(receiver)), false),
+                    Feed::Recorded(receiver) => (Media::Recorded(receiver), true),
+                };
                 let mut player = Player {
                     stream_id: start.stream_id,
                     name: start.name,
                     encoder: start.encoder,
-                    media: BroadcastStream::new(start.receiver),
+                    media,
                     timeline: Timeline::new(),
+                    recorded,
+                    last_ms: 0,
                     lag: LagTracker::new(self.limits.max_lag_ms),
                     waiting_for_keyframe: true,
                     has_video: false,
@@ -279,7 +362,7 @@ impl Player {
                 let Some(header) = flv::frame_header(frame) else {
                     return LagAction::Continue;
                 };
-                let timestamp = (self.timeline.map(frame.dts_us) / 1000) as u32;
+                let timestamp = self.timestamp(frame.dts_us);
                 let chunk_stream = if is_video { csid::VIDEO } else { csid::AUDIO };
                 self.encoder.encode(
                     out,
@@ -296,7 +379,7 @@ impl Player {
             MediaPacket::Config(config) => {
                 self.has_video |= config.codec.track() == TrackKind::Video;
                 if let Some(header) = flv::config_header(config) {
-                    let timestamp = (self.timeline.last() / 1000) as u32;
+                    let timestamp = self.current_ms();
                     let chunk_stream = match config.codec.track() {
                         TrackKind::Video => csid::VIDEO,
                         TrackKind::Audio => csid::AUDIO,
@@ -315,7 +398,7 @@ impl Player {
                 }
             }
             MediaPacket::Metadata(metadata) => {
-                let timestamp = (self.timeline.last() / 1000) as u32;
+                let timestamp = self.current_ms();
                 self.encoder.encode(
                     out,
                     MessageHeader {
@@ -344,6 +427,49 @@ impl Player {
             }
         }
         LagAction::Continue
+    }
+
+    /// The RTMP timestamp of a frame: the file's own for a recorded player, the rebased
+    /// timeline's for a live one.
+    fn timestamp(&mut self, dts_us: i64) -> u32 {
+        if self.recorded {
+            self.last_ms = (dts_us.max(0) / 1000) as u32;
+            self.last_ms
+        } else {
+            (self.timeline.map(dts_us) / 1000) as u32
+        }
+    }
+
+    fn current_ms(&self) -> u32 {
+        if self.recorded {
+            self.last_ms
+        } else {
+            (self.timeline.last() / 1000) as u32
+        }
+    }
+
+    /// The end of a recorded stream: completion statuses, or the reader's failure.
+    fn file_end(&self, end: Result<u64, String>, out: &mut OutQueue) {
+        let written = match end {
+            Ok(duration_ms) => {
+                info!(stream = %self.name, "file played to the end");
+                play_complete(&self.encoder, out, self.stream_id, duration_ms, 0)
+            }
+            Err(reason) => {
+                warn!(stream = %self.name, %reason, "file playback failed");
+                status(
+                    &self.encoder,
+                    out,
+                    self.stream_id,
+                    "error",
+                    "NetStream.Play.Failed",
+                    &format!("{}: {reason}", self.name.name),
+                )
+            }
+        };
+        if let Err(e) = written {
+            warn!(stream = %self.name, "cannot encode the end of playback: {e}");
+        }
     }
 
     fn status(&self, out: &mut OutQueue, code: &str, description: &str) {

@@ -1,0 +1,95 @@
+//! The `onMetaData` a player of a media file gets: what Flash-era clients (NetStream's
+//! onMetaData callback) and ffmpeg read for duration, size, frame rate, codecs and bitrates.
+//!
+//! Invariant: the result is an AMF0 `onMetaData` name followed by an object (the AMF0 library
+//! has no ECMA array; players read both alike), so it travels as [`Metadata`] like a live
+//! publisher's.
+
+use super::VodInfo;
+use crate::media::{Codec, Metadata};
+use bytes::Bytes;
+use rml_amf0::Amf0Value;
+use std::collections::HashMap;
+
+/// FLV codec ids, as onMetaData names them.
+const FLV_H264: f64 = 7.0;
+const FLV_AAC: f64 = 10.0;
+
+pub fn on_metadata(info: &VodInfo) -> Metadata {
+    let mut props: Vec<(&str, f64)> = vec![("duration", info.duration_ms as f64 / 1000.0)];
+    if info.video_codec == Some(Codec::H264) {
+        props.extend([
+            ("width", f64::from(info.width)),
+            ("height", f64::from(info.height)),
+            ("framerate", info.frame_rate),
+            ("videocodecid", FLV_H264),
+            ("videodatarate", f64::from(info.video_bitrate_kbps)),
+        ]);
+    }
+    if info.audio_codec == Some(Codec::Aac) {
+        props.extend([
+            ("audiocodecid", FLV_AAC),
+            ("audiodatarate", f64::from(info.audio_bitrate_kbps)),
+            ("audiosamplerate", f64::from(info.audio_sample_rate)),
+            ("audiochannels", f64::from(info.audio_channels)),
+        ]);
+    }
+    props.push(("filesize", info.file_size as f64));
+    let mut array: HashMap<String, Amf0Value> = props
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Amf0Value::Number(v)))
+        .collect();
+    if info.audio_codec == Some(Codec::Aac) {
+        array.insert("stereo".into(), Amf0Value::Boolean(info.audio_channels > 1));
+    }
+    let values = vec![
+        Amf0Value::Utf8String("onMetaData".into()),
+        Amf0Value::Object(array),
+    ];
+    // Serialising numbers, booleans and strings cannot fail.
+    let amf0 = rml_amf0::serialize(&values).unwrap_or_default();
+    Metadata {
+        amf0: Bytes::from(amf0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::amf::metadata_from_data_message;
+
+    #[test]
+    fn metadata_names_what_players_read() {
+        let info = VodInfo {
+            duration_ms: 4_040,
+            width: 320,
+            height: 240,
+            frame_rate: 25.0,
+            video_codec: Some(Codec::H264),
+            audio_codec: Some(Codec::Aac),
+            video_bitrate_kbps: 300,
+            audio_bitrate_kbps: 128,
+            audio_sample_rate: 44_100,
+            audio_channels: 2,
+            file_size: 200_000,
+        };
+        let metadata = on_metadata(&info);
+        assert!(metadata_from_data_message(&metadata.amf0).is_some());
+        let values = rml_amf0::deserialize(&mut &metadata.amf0[..]).expect("AMF0");
+        let Amf0Value::Object(properties) = &values[1] else {
+            panic!("not an object: {values:?}");
+        };
+        let number = |k: &str| match properties.get(k) {
+            Some(Amf0Value::Number(n)) => *n,
+            other => panic!("{k}: {other:?}"),
+        };
+        assert_eq!(number("duration"), 4.04);
+        assert_eq!((number("width"), number("height")), (320.0, 240.0));
+        assert_eq!(
+            (number("videocodecid"), number("audiocodecid")),
+            (7.0, 10.0)
+        );
+        assert_eq!(number("audiosamplerate"), 44_100.0);
+        assert_eq!(properties.get("stereo"), Some(&Amf0Value::Boolean(true)));
+    }
+}
