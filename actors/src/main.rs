@@ -93,6 +93,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         Arc::new(settings.stream.clone()),
         Arc::new(settings.rtsp.clone()),
         settings.rtmp.default_app.clone(),
+        Arc::new(settings.vod.clone()),
     )
     .start();
 

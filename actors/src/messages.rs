@@ -40,6 +40,8 @@ pub enum Protocol {
     Rtsp,
     /// A browser (or other WebRTC peer) signalled over the WebSocket.
     Webrtc,
+    /// A media file played as a live stream (as a publisher).
+    File,
 }
 
 /// Why a stream refused a publisher or player.
@@ -50,6 +52,19 @@ pub enum StreamError {
     /// The stream is shutting down; ask the registry again.
     #[error("stream is closing")]
     Retired,
+    /// Nothing can be played under this name (a media file that is missing or unreadable).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Players → Registry: the stream a play of `requested` attaches to. Files played as live
+/// streams (`vod.live_app/NAME`, and `vod.app/NAME` for players other than RTMP) get their
+/// publisher started here; other names are their own stream.
+#[derive(Message)]
+#[rtype(result = "Result<StreamName, StreamError>")]
+pub struct PlayTarget {
+    pub requested: StreamName,
+    pub protocol: Protocol,
 }
 
 // ---- Registry ----

@@ -1,6 +1,6 @@
-//! Registry actor: the control plane's directory. Maps stream names to Stream actors and camera
-//! URLs to RTSP pulls, creates them on first use and removes them when they end. Never touches
-//! a frame.
+//! Registry actor: the control plane's directory. Maps stream names to Stream actors, camera
+//! URLs to RTSP pulls and `vod-live` names to file loops, creates them on first use and removes
+//! them when they end. Never touches a frame.
 //!
 //! Invariants: at most one Stream instance per name is registered; a stream stops only after
 //! the registry removed it, so a lookup never returns a stream that will not answer. At most
@@ -10,10 +10,11 @@
 use crate::messages::*;
 use crate::rtsp::RtspPull;
 use crate::stream::Stream;
+use crate::vod::FileLoop;
 use actix::prelude::*;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::StreamName;
-use mediarouter_core::settings::{RtspSettings, StreamSettings};
+use mediarouter_core::settings::{RtspSettings, StreamSettings, VodSettings};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -30,7 +31,10 @@ pub struct Registry {
     settings: Arc<StreamSettings>,
     rtsp: Arc<RtspSettings>,
     default_app: String,
+    vod: Arc<VodSettings>,
     streams: BTreeMap<StreamName, (u64, Addr<Stream>)>,
+    /// Files played as live streams, by stream name.
+    file_loops: BTreeMap<StreamName, Addr<FileLoop>>,
     pulls: BTreeMap<String, PullEntry>,
     next_instance: u64,
 }
@@ -40,12 +44,15 @@ impl Registry {
         settings: Arc<StreamSettings>,
         rtsp: Arc<RtspSettings>,
         default_app: String,
+        vod: Arc<VodSettings>,
     ) -> Self {
         Registry {
             settings,
             rtsp,
             default_app,
+            vod,
             streams: BTreeMap::new(),
+            file_loops: BTreeMap::new(),
             pulls: BTreeMap::new(),
             next_instance: 1,
         }
@@ -111,6 +118,35 @@ impl Handler<StreamIdle> for Registry {
             // Not (or no longer) the registered instance: it has no business running.
             _ => true,
         }
+    }
+}
+
+impl Handler<PlayTarget> for Registry {
+    type Result = ResponseActFuture<Self, Result<StreamName, StreamError>>;
+
+    fn handle(&mut self, msg: PlayTarget, _: &mut Context<Self>) -> Self::Result {
+        let requested = msg.requested;
+        let file_as_live = requested.app == self.vod.live_app
+            || (requested.app == self.vod.app && msg.protocol != Protocol::Rtmp);
+        if !file_as_live {
+            return Box::pin(fut::ready(Ok(requested)));
+        }
+        let name = StreamName::new(self.vod.live_app.clone(), requested.name.clone());
+        if self.file_loops.get(&name).is_some_and(Addr::connected) {
+            return Box::pin(fut::ready(Ok(name)));
+        }
+        let root = std::path::PathBuf::from(&self.vod.root);
+        Box::pin(crate::vod::open(root, requested.name).into_actor(self).map(
+            move |opened, registry, ctx| {
+                let file = opened.map_err(|e| StreamError::NotFound(e.to_string()))?;
+                // Another player may have started it while this one opened the file.
+                if !registry.file_loops.get(&name).is_some_and(Addr::connected) {
+                    let file_loop = FileLoop::new(name.clone(), file, ctx.address()).start();
+                    registry.file_loops.insert(name.clone(), file_loop);
+                }
+                Ok(name)
+            },
+        ))
     }
 }
 
@@ -244,7 +280,13 @@ pub async fn subscribe_player(
             // On-demand pulls are never refused; only a registry that is gone fails here.
             _ => return Err(StreamError::Retired),
         },
-        None => requested,
+        None => registry
+            .send(PlayTarget {
+                requested,
+                protocol: request.protocol,
+            })
+            .await
+            .map_err(|_| StreamError::Retired)??,
     };
     let (subscription, stream) = with_stream(registry, &key, |stream| {
         let request = request.clone();

@@ -489,6 +489,12 @@ impl RtmpConnection {
                             source: PlaySource::Live(stream),
                         });
                     }
+                    Err(StreamError::NotFound(reason)) => conn.refuse(
+                        stream_id,
+                        "NetStream.Play.StreamNotFound",
+                        &format!("{}: {reason}", stream_name.name),
+                        ctx,
+                    ),
                     _ => conn.refuse(
                         stream_id,
                         "NetStream.Play.Failed",

@@ -253,8 +253,8 @@ impl Stream {
             match p.protocol {
                 Protocol::Rtmp => players.rtmp += 1,
                 Protocol::Webrtc => players.webrtc += 1,
-                // Cameras publish; they never play.
-                Protocol::Rtsp => {}
+                // Cameras and files publish; they never play.
+                Protocol::Rtsp | Protocol::File => {}
             }
             players.total += 1;
         }
