@@ -15,10 +15,11 @@
 //!   encoder starts afresh. A smaller forward gap of at least half a payload (lost packets) is
 //!   filled with silence; a payload that far behind (duplicate, reordered) is dropped. Either
 //!   way later output stays in step with the input timestamps.
-//! - Output timestamps come from the sample count: AAC unit `n` of a timeline at
-//!   `origin + n * 1024 / 48 kHz`, Opus packet `n` at `origin + n * 20 ms` (µs, rounded down
-//!   from the count, never accumulated), where `origin` is the dts of the payload that started
-//!   the timeline. AAC-LC and Opus have no reordering: dts is also pts.
+//! - Output timestamps come from the sample count of the shared encoders (`aac_encoder`,
+//!   `opus_encoder`): AAC unit `n` of a timeline at `origin + n * 1024 / 48 kHz`, Opus packet
+//!   `n` at `origin + n * 20 ms` (µs, rounded down from the count, never accumulated), where
+//!   `origin` is the dts of the payload that started the timeline. AAC-LC and Opus have no
+//!   reordering: dts is also pts.
 //! - The AAC encoder's delay is compensated as in [`super::OpusToAac`] (silence lead-in plus
 //!   dropped priming units): a unit's dts is the time of the first input sample it carries.
 //!   Opus keeps its 6.5 ms look-ahead, as every WebRTC sender does.
@@ -30,13 +31,11 @@
 mod tests;
 
 use bytes::Bytes;
-use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
 
+use super::aac_encoder::{AacEncoder, AacUnit};
+use super::opus_encoder::{OpusEncoder, OpusPacket};
 use super::resample::Resampler;
-use super::{
-    samples_to_us, AacUnit, AudioError, OpusPacket, AAC_FRAME_SAMPLES, MAX_DTS_DRIFT_US,
-    OPUS_FRAME_SAMPLES, OPUS_FRAME_US, OPUS_MAX_PACKET, OPUS_SAMPLE_RATE,
-};
+use super::{samples_to_us, AudioError, MAX_DTS_DRIFT_US, OPUS_SAMPLE_RATE};
 use crate::media::Codec;
 
 /// G.711's only sampling rate.
@@ -46,8 +45,6 @@ pub const G711_SAMPLE_RATE: u32 = 8_000;
 const AAC_BITRATE: u32 = 48_000;
 /// Same reasoning for Opus, which is transparent for narrow-band audio at far less.
 const OPUS_BITRATE: i32 = 32_000;
-/// The AAC spec's maximum unit for one channel (6144 bits), used if the encoder reports nothing.
-const AAC_MAX_UNIT_BYTES: usize = 768;
 /// Jitter below this is never taken for a gap or a duplicate, however short the payloads
 /// (millisecond timestamps, as FLV carries them, are off by up to 1 ms).
 const MIN_GAP_US: i64 = 2_000;
@@ -163,6 +160,49 @@ enum Placement {
     Restart,
 }
 
+/// The output side of a G.711 transcoder: one of the shared encoders.
+trait Output {
+    type Item;
+    /// Starts a timeline at `origin_us`; on error nothing has changed.
+    fn restart(&mut self, origin_us: i64) -> Result<(), AudioError>;
+    /// Takes 48 kHz mono audio.
+    fn take(&mut self, audio: &[f32]);
+    /// Encodes what the audio taken so far completes.
+    fn encode(&mut self) -> Result<Vec<Self::Item>, AudioError>;
+}
+
+impl Output for AacEncoder {
+    type Item = AacUnit;
+
+    fn restart(&mut self, origin_us: i64) -> Result<(), AudioError> {
+        AacEncoder::restart(self, origin_us)
+    }
+
+    fn take(&mut self, audio: &[f32]) {
+        self.pending().extend(audio.iter().map(|&s| to_i16(s)));
+    }
+
+    fn encode(&mut self) -> Result<Vec<AacUnit>, AudioError> {
+        AacEncoder::encode(self)
+    }
+}
+
+impl Output for OpusEncoder {
+    type Item = OpusPacket;
+
+    fn restart(&mut self, origin_us: i64) -> Result<(), AudioError> {
+        OpusEncoder::restart(self, origin_us)
+    }
+
+    fn take(&mut self, audio: &[f32]) {
+        self.pending().extend_from_slice(audio);
+    }
+
+    fn encode(&mut self) -> Result<Vec<OpusPacket>, AudioError> {
+        OpusEncoder::encode(self)
+    }
+}
+
 /// The input side both transcoders share: the 8 kHz sample clock, decoding and resampling.
 #[derive(Debug)]
 struct Input {
@@ -174,6 +214,8 @@ struct Input {
     samples: u64,
     /// Scratch: one payload (and the silence before it) as float.
     decoded: Vec<f32>,
+    /// Scratch: the same at 48 kHz.
+    resampled: Vec<f32>,
 }
 
 impl Input {
@@ -187,6 +229,7 @@ impl Input {
             origin_us: None,
             samples: 0,
             decoded: Vec::with_capacity(G711_SAMPLE_RATE as usize / 10),
+            resampled: Vec::with_capacity(OPUS_SAMPLE_RATE as usize / 10),
         })
     }
 
@@ -213,14 +256,36 @@ impl Input {
         }
     }
 
-    fn restart(&mut self, dts_us: i64) {
-        self.origin_us = Some(dts_us);
-        self.samples = 0;
-        self.resampler.reset();
+    /// One payload for `output`: dropped if late, else put on the timeline (a new one, output
+    /// first, when it starts one; silence before it for lost audio) and encoded.
+    fn push<O: Output>(
+        &mut self,
+        payload: &[u8],
+        dts_us: i64,
+        output: &mut O,
+    ) -> Result<Vec<O::Item>, AudioError> {
+        if payload.is_empty() {
+            return Ok(Vec::new());
+        }
+        let silence = match self.place(payload.len(), dts_us) {
+            Placement::Late => return Ok(Vec::new()),
+            Placement::Continue { silence } => silence,
+            Placement::Restart => {
+                // The output first: if it fails, nothing has changed.
+                output.restart(dts_us)?;
+                self.origin_us = Some(dts_us);
+                self.samples = 0;
+                self.resampler.reset();
+                0
+            }
+        };
+        self.feed(payload, silence);
+        output.take(&self.resampled);
+        output.encode()
     }
 
-    /// Decodes `silence` samples of nothing then `payload`, and appends them at 48 kHz to `out`.
-    fn feed(&mut self, payload: &[u8], silence: usize, out: &mut Vec<f32>) {
+    /// Decodes `silence` samples of nothing then `payload` into `self.resampled` at 48 kHz.
+    fn feed(&mut self, payload: &[u8], silence: usize) {
         const SCALE: f32 = 1.0 / 32768.0;
         let table = self.law.table();
         self.decoded.clear();
@@ -230,15 +295,12 @@ impl Input {
                 .iter()
                 .map(|&b| f32::from(table[usize::from(b)]) * SCALE),
         );
-        self.resampler.process(&self.decoded, out);
+        self.resampled.clear();
+        self.resampler.process(&self.decoded, &mut self.resampled);
         self.samples = self
             .samples
             .saturating_add(silence as u64)
             .saturating_add(payload.len() as u64);
-    }
-
-    fn origin_us(&self) -> i64 {
-        self.origin_us.unwrap_or(0)
     }
 }
 
@@ -247,90 +309,34 @@ fn to_i16(sample: f32) -> i16 {
     (sample * 32768.0).round().clamp(-32768.0, 32767.0) as i16
 }
 
-fn new_aac_encoder() -> Result<Encoder, AudioError> {
-    Encoder::new(EncoderParams {
-        bit_rate: BitRate::Cbr(AAC_BITRATE),
-        sample_rate: OPUS_SAMPLE_RATE,
-        transport: Transport::Raw,
-        channels: ChannelMode::Mono,
-        audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-    })
-    .map_err(|e| AudioError::AacEncode(e.to_string()))
-}
-
 /// G.711 to AAC-LC (48 kHz mono) for one stream. See the module documentation for the timing
 /// rules.
 pub struct G711ToAac {
     input: Input,
-    encoder: Encoder,
-    asc: Bytes,
-    /// Silence (samples) put before a timeline's first input so that it and the encoder's
-    /// priming make whole units.
-    lead_in: usize,
-    /// Units made of priming and lead-in only, dropped at each timeline start.
-    priming_units: u64,
-    /// Units emitted in this timeline.
-    units: u64,
-    /// Units still to drop in this timeline.
-    skip_units: u64,
-    /// 48 kHz audio the encoder has not taken yet.
-    pending: Vec<i16>,
-    /// Scratch: one payload at 48 kHz.
-    resampled: Vec<f32>,
-    /// Scratch: one encoded unit.
-    unit: Vec<u8>,
+    aac: AacEncoder,
 }
 
 impl std::fmt::Debug for G711ToAac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("G711ToAac")
             .field("law", &self.input.law)
-            .field("origin_us", &self.input.origin_us)
-            .field("units", &self.units)
+            .field("aac", &self.aac)
             .finish_non_exhaustive()
     }
 }
 
 impl G711ToAac {
     pub fn new(law: G711Law) -> Result<Self, AudioError> {
-        let encoder = new_aac_encoder()?;
-        let info = encoder
-            .info()
-            .map_err(|e| AudioError::AacEncode(e.to_string()))?;
-        let conf_len = usize::try_from(info.confSize)
-            .unwrap_or(0)
-            .min(info.confBuf.len());
-        let asc = Bytes::copy_from_slice(&info.confBuf[..conf_len]);
-        if asc.is_empty() || usize::try_from(info.frameLength).ok() != Some(AAC_FRAME_SAMPLES) {
-            return Err(AudioError::AacEncode(format!(
-                "unexpected encoder setup: {} byte config, {} samples per frame",
-                asc.len(),
-                info.frameLength
-            )));
-        }
-        let delay = usize::try_from(info.nDelay).unwrap_or(0);
-        let lead_in = (AAC_FRAME_SAMPLES - delay % AAC_FRAME_SAMPLES) % AAC_FRAME_SAMPLES;
-        let max_unit = usize::try_from(info.maxOutBufBytes)
-            .unwrap_or(0)
-            .max(AAC_MAX_UNIT_BYTES);
         Ok(G711ToAac {
+            aac: AacEncoder::new(1, AAC_BITRATE)?,
             input: Input::new(law)?,
-            encoder,
-            asc,
-            lead_in,
-            priming_units: ((lead_in + delay) / AAC_FRAME_SAMPLES) as u64,
-            units: 0,
-            skip_units: 0,
-            pending: Vec::with_capacity(4 * AAC_FRAME_SAMPLES),
-            resampled: Vec::with_capacity(2 * AAC_FRAME_SAMPLES),
-            unit: vec![0; max_unit],
         })
     }
 
     /// The AudioSpecificConfig of the output (AAC-LC, 48 kHz, mono): the FLV AAC sequence header
     /// body / the fMP4 esds decoder-specific info.
     pub fn audio_specific_config(&self) -> Bytes {
-        self.asc.clone()
+        self.aac.audio_specific_config()
     }
 
     pub fn law(&self) -> G711Law {
@@ -340,78 +346,7 @@ impl G711ToAac {
     /// One G.711 payload (any number of samples) with its decode timestamp in µs. Returns the
     /// AAC access units completed by it (1024 samples each, raw, no ADTS), possibly none.
     pub fn push(&mut self, payload: &[u8], dts_us: i64) -> Result<Vec<AacUnit>, AudioError> {
-        if payload.is_empty() {
-            return Ok(Vec::new());
-        }
-        let silence = match self.input.place(payload.len(), dts_us) {
-            Placement::Late => return Ok(Vec::new()),
-            Placement::Continue { silence } => silence,
-            Placement::Restart => {
-                self.restart(dts_us)?;
-                0
-            }
-        };
-        self.resampled.clear();
-        self.input.feed(payload, silence, &mut self.resampled);
-        self.pending
-            .extend(self.resampled.iter().map(|&s| to_i16(s)));
-        self.encode_pending()
-    }
-
-    /// Starts a timeline at `dts_us`: a fresh encoder, nothing buffered but the lead-in.
-    fn restart(&mut self, dts_us: i64) -> Result<(), AudioError> {
-        if self.input.origin_us.is_some() {
-            // fdk-aac cannot be reset, and its buffered audio belongs to the old timeline. Made
-            // before anything changes, so that a failure leaves the transcoder as it was.
-            self.encoder = new_aac_encoder()?;
-        }
-        self.input.restart(dts_us);
-        self.pending.clear();
-        self.pending.resize(self.lead_in, 0);
-        self.units = 0;
-        self.skip_units = self.priming_units;
-        Ok(())
-    }
-
-    /// Encodes every whole unit `self.pending` completes.
-    fn encode_pending(&mut self) -> Result<Vec<AacUnit>, AudioError> {
-        let origin_us = self.input.origin_us();
-        let mut units = Vec::with_capacity(self.pending.len() / AAC_FRAME_SAMPLES + 1);
-        let mut start = 0;
-        let mut result = Ok(());
-        // fdk-aac takes what fits its input buffer and returns at most one unit per call, so it
-        // is called until it neither takes nor returns anything; bounded all the same, so that a
-        // misbehaving encoder cannot hang the task (what it left waits for the next payload).
-        for _ in 0..self.pending.len() / AAC_FRAME_SAMPLES + 8 {
-            let step = match self.encoder.encode(&self.pending[start..], &mut self.unit) {
-                Ok(step) => step,
-                Err(e) => {
-                    result = Err(AudioError::AacEncode(e.to_string()));
-                    break;
-                }
-            };
-            start = start
-                .saturating_add(step.input_consumed)
-                .min(self.pending.len());
-            if step.output_size > 0 {
-                if self.skip_units > 0 {
-                    self.skip_units -= 1;
-                } else {
-                    let len = step.output_size.min(self.unit.len());
-                    let samples = self.units.saturating_mul(AAC_FRAME_SAMPLES as u64);
-                    units.push(AacUnit {
-                        data: Bytes::copy_from_slice(&self.unit[..len]),
-                        dts_us: origin_us.saturating_add(samples_to_us(samples, OPUS_SAMPLE_RATE)),
-                    });
-                    self.units = self.units.saturating_add(1);
-                }
-            } else if step.input_consumed == 0 {
-                break;
-            }
-        }
-        self.pending.drain(..start);
-        result?;
-        Ok(units)
+        self.input.push(payload, dts_us, &mut self.aac)
     }
 }
 
@@ -419,39 +354,23 @@ impl G711ToAac {
 /// the timing rules.
 pub struct G711ToOpus {
     input: Input,
-    encoder: opus::Encoder,
-    /// Packets emitted in this timeline.
-    packets: u64,
-    /// 48 kHz audio not yet encoded (less than one packet between calls).
-    pending: Vec<f32>,
-    /// Scratch: one encoded packet.
-    packet: Vec<u8>,
+    opus: OpusEncoder,
 }
 
 impl std::fmt::Debug for G711ToOpus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("G711ToOpus")
             .field("law", &self.input.law)
-            .field("origin_us", &self.input.origin_us)
-            .field("packets", &self.packets)
+            .field("opus", &self.opus)
             .finish_non_exhaustive()
     }
 }
 
 impl G711ToOpus {
     pub fn new(law: G711Law) -> Result<Self, AudioError> {
-        let mut encoder = opus::Encoder::new(
-            OPUS_SAMPLE_RATE,
-            opus::Channels::Mono,
-            opus::Application::Audio,
-        )?;
-        encoder.set_bitrate(opus::Bitrate::Bits(OPUS_BITRATE))?;
         Ok(G711ToOpus {
+            opus: OpusEncoder::new(1, OPUS_BITRATE)?,
             input: Input::new(law)?,
-            encoder,
-            packets: 0,
-            pending: Vec::with_capacity(OPUS_FRAME_SAMPLES * 4),
-            packet: vec![0; OPUS_MAX_PACKET],
         })
     }
 
@@ -467,53 +386,6 @@ impl G711ToOpus {
     /// One G.711 payload (any number of samples) with its decode timestamp in µs. Returns the
     /// Opus packets completed by it (20 ms each, 48 kHz mono), possibly none.
     pub fn push(&mut self, payload: &[u8], dts_us: i64) -> Result<Vec<OpusPacket>, AudioError> {
-        if payload.is_empty() {
-            return Ok(Vec::new());
-        }
-        let silence = match self.input.place(payload.len(), dts_us) {
-            Placement::Late => return Ok(Vec::new()),
-            Placement::Continue { silence } => silence,
-            Placement::Restart => {
-                // A new timeline does not continue the old sound.
-                self.encoder.reset_state()?;
-                self.input.restart(dts_us);
-                self.pending.clear();
-                self.packets = 0;
-                0
-            }
-        };
-        self.input.feed(payload, silence, &mut self.pending);
-        self.encode_pending()
-    }
-
-    /// Encodes every complete 20 ms frame of `self.pending`.
-    fn encode_pending(&mut self) -> Result<Vec<OpusPacket>, AudioError> {
-        let origin_us = self.input.origin_us();
-        let mut packets = Vec::with_capacity(self.pending.len() / OPUS_FRAME_SAMPLES);
-        let mut start = 0;
-        let mut result = Ok(());
-        while self.pending.len() - start >= OPUS_FRAME_SAMPLES {
-            let encoded = self.encoder.encode_float(
-                &self.pending[start..start + OPUS_FRAME_SAMPLES],
-                &mut self.packet,
-            );
-            start += OPUS_FRAME_SAMPLES;
-            // A frame that fails to encode still takes its 20 ms, so later packets keep their
-            // place on the timeline.
-            let offset = self.packets.saturating_mul(u64::from(OPUS_FRAME_US));
-            self.packets = self.packets.saturating_add(1);
-            let pts_us = origin_us.saturating_add(i64::try_from(offset).unwrap_or(i64::MAX));
-            match encoded {
-                Ok(len) => packets.push(OpusPacket {
-                    data: Bytes::copy_from_slice(&self.packet[..len.min(self.packet.len())]),
-                    pts_us,
-                    duration_us: OPUS_FRAME_US,
-                }),
-                Err(e) => result = Err(AudioError::Encode(e)),
-            }
-        }
-        self.pending.drain(..start);
-        result?;
-        Ok(packets)
+        self.input.push(payload, dts_us, &mut self.opus)
     }
 }

@@ -8,6 +8,12 @@
 //! task, feeds units with their decode timestamps and sends the packets on. One per stream, never
 //! per viewer.
 //!
+//! Every transcoder here encodes through one of two shared encoders, which own the output side's
+//! timing: `opus_encoder` (20 ms framing, libopus, packet clock) for [`AacToOpus`] and
+//! [`G711ToOpus`], `aac_encoder` (fdk-aac AAC-LC, AudioSpecificConfig, priming compensation, unit
+//! clock) for [`OpusToAac`] and [`G711ToAac`]. The transcoders keep the input side: decoding, gap
+//! and jump detection, and where each timeline starts.
+//!
 //! Invariants of [`AacToOpus`]:
 //! - Every packet holds 960 samples per channel (20 ms); a timeline's first packet carries the
 //!   dts of the unit that started it and each later one exactly 20 000 µs more, so pts never goes
@@ -22,7 +28,9 @@
 //! - A unit that cannot be decoded returns an error and changes nothing: the next one decodes.
 //!   No input makes this module panic.
 
+mod aac_encoder;
 pub mod g711;
+mod opus_encoder;
 mod opus_to_aac;
 #[cfg(test)]
 mod opus_to_aac_tests;
@@ -30,13 +38,15 @@ mod resample;
 #[cfg(test)]
 mod tests;
 
+pub use self::aac_encoder::{AacUnit, AAC_FRAME_SAMPLES};
 pub use self::g711::{G711Law, G711ToAac, G711ToOpus};
-pub use self::opus_to_aac::{AacUnit, OpusToAac, AAC_FRAME_SAMPLES};
+pub use self::opus_encoder::OpusPacket;
+pub use self::opus_to_aac::OpusToAac;
 
-use bytes::Bytes;
 use fdk_aac::dec::{Decoder, Transport};
 use thiserror::Error;
 
+use self::opus_encoder::OpusEncoder;
 use self::resample::Resampler;
 use super::aac::AudioSpecificConfig;
 
@@ -52,8 +62,6 @@ pub const MAX_DTS_DRIFT_US: i64 = 200_000;
 
 const OPUS_BITRATE_MONO: i32 = 64_000;
 const OPUS_BITRATE_STEREO: i32 = 96_000;
-/// libopus's recommended output buffer; a 20 ms packet never exceeds 1275 bytes.
-const OPUS_MAX_PACKET: usize = 4000;
 /// fdk-aac's own output buffer size: 8 channels of 2048 samples (an HE-AAC frame). A frame that
 /// would not fit is reported by the decoder as an error rather than written.
 const PCM_CAPACITY: usize = 8 * 2048;
@@ -62,14 +70,6 @@ const PCM_CAPACITY: usize = 8 * 2048;
 pub const MAX_ACCESS_UNIT_BYTES: usize = 8 * 768;
 /// The highest AAC sampling rate; a decoder reporting more is not trusted.
 const MAX_AAC_RATE: u32 = 96_000;
-
-/// One Opus packet ready for RTP: `pts_us` on the AAC units' timeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpusPacket {
-    pub data: Bytes,
-    pub pts_us: i64,
-    pub duration_us: u32,
-}
 
 /// Why a configuration, an access unit or a packet could not be transcoded.
 #[derive(Debug, Error)]
@@ -98,13 +98,9 @@ pub enum AudioError {
     AacEncode(String),
 }
 
-/// The sample-count clock of one timeline: where the input and the output stand.
+/// The sample-count clock of one timeline's input (the output's is in [`OpusEncoder`]).
 #[derive(Debug)]
 struct Timeline {
-    /// dts of the unit that started the timeline: the pts of its first packet.
-    origin_us: i64,
-    /// Packets emitted so far in this timeline.
-    packets: u64,
     /// Input time already converted to µs (folded in when the decoded rate changes).
     input_base_us: i64,
     /// Samples per channel at `input_rate` since `input_base_us`.
@@ -117,8 +113,6 @@ struct Timeline {
 impl Timeline {
     fn new(origin_us: i64, input_rate: u32, skip: usize) -> Self {
         Timeline {
-            origin_us,
-            packets: 0,
             input_base_us: origin_us,
             input_samples: 0,
             input_rate,
@@ -139,13 +133,6 @@ impl Timeline {
             self.input_rate = rate;
         }
         self.input_samples = self.input_samples.saturating_add(samples as u64);
-    }
-
-    fn next_pts_us(&mut self) -> i64 {
-        let offset = self.packets.saturating_mul(u64::from(OPUS_FRAME_US));
-        self.packets = self.packets.saturating_add(1);
-        self.origin_us
-            .saturating_add(i64::try_from(offset).unwrap_or(i64::MAX))
     }
 }
 
@@ -171,7 +158,8 @@ struct Decoded {
 /// AAC to Opus for one stream. See the module documentation for the timing rules.
 pub struct AacToOpus {
     decoder: Decoder,
-    encoder: opus::Encoder,
+    /// Its clock starts at the dts of the unit that started the timeline.
+    opus: OpusEncoder,
     /// Opus channel count (1 or 2), fixed at creation from the AudioSpecificConfig.
     channels: usize,
     /// Duration of the last decoded frame: a forward dts gap of half of it means a lost unit.
@@ -184,10 +172,6 @@ pub struct AacToOpus {
     pcm: Vec<i16>,
     /// Scratch: one decoded frame (or inserted silence) as float in the Opus channel layout.
     mixed: Vec<f32>,
-    /// 48 kHz interleaved audio not yet encoded (less than one packet between calls).
-    pending: Vec<f32>,
-    /// Scratch: one encoded packet.
-    packet: Vec<u8>,
 }
 
 impl std::fmt::Debug for AacToOpus {
@@ -196,6 +180,7 @@ impl std::fmt::Debug for AacToOpus {
             .field("channels", &self.channels)
             .field("decoded_rate", &self.decoded_rate)
             .field("timeline", &self.timeline)
+            .field("opus", &self.opus)
             .finish_non_exhaustive()
     }
 }
@@ -231,18 +216,15 @@ impl AacToOpus {
             .set_max_output_channels(channels)
             .map_err(|e| AudioError::Config(e.message().to_string()))?;
 
-        let (opus_channels, bitrate) = if channels == 1 {
-            (opus::Channels::Mono, OPUS_BITRATE_MONO)
+        let bitrate = if channels == 1 {
+            OPUS_BITRATE_MONO
         } else {
-            (opus::Channels::Stereo, OPUS_BITRATE_STEREO)
+            OPUS_BITRATE_STEREO
         };
-        let mut encoder =
-            opus::Encoder::new(OPUS_SAMPLE_RATE, opus_channels, opus::Application::Audio)?;
-        encoder.set_bitrate(opus::Bitrate::Bits(bitrate))?;
 
         Ok(AacToOpus {
             decoder,
-            encoder,
+            opus: OpusEncoder::new(channels, bitrate)?,
             channels,
             frame_us: samples_to_us(1024, config.sample_rate),
             decoded_rate: OPUS_SAMPLE_RATE,
@@ -250,8 +232,6 @@ impl AacToOpus {
             timeline: None,
             pcm: vec![0; PCM_CAPACITY],
             mixed: Vec::with_capacity(PCM_CAPACITY),
-            pending: Vec::with_capacity(OPUS_FRAME_SAMPLES * 2 * 4),
-            packet: vec![0; OPUS_MAX_PACKET],
         })
     }
 
@@ -288,11 +268,10 @@ impl AacToOpus {
             // A new timeline does not continue the old sound: drop it and start the encoder and
             // the resampler afresh. The decoder's delay line still holds old (or no) audio: the
             // first `delay` samples it outputs are skipped.
-            self.pending.clear();
             if let Some(resampler) = &mut self.resampler {
                 resampler.reset();
             }
-            self.encoder.reset_state()?;
+            self.opus.restart(dts_us)?;
             self.timeline = Some(Timeline::new(dts_us, frame.rate, frame.delay));
         }
 
@@ -313,7 +292,7 @@ impl AacToOpus {
         if let Some(timeline) = &mut self.timeline {
             timeline.advance_input(skip, frame.rate);
         }
-        self.encode_pending()
+        self.opus.encode()
     }
 
     /// Decodes one unit into `self.pcm`.
@@ -384,46 +363,16 @@ impl AacToOpus {
         Ok(())
     }
 
-    /// Moves `self.mixed` (audio at `rate`) to `self.pending` at 48 kHz and counts it as input.
+    /// Moves `self.mixed` (audio at `rate`) to the encoder at 48 kHz and counts it as input.
     fn feed_mixed(&mut self, rate: u32) {
+        let pending = self.opus.pending();
         match &mut self.resampler {
-            Some(resampler) => resampler.process(&self.mixed, &mut self.pending),
-            None => self.pending.extend_from_slice(&self.mixed),
+            Some(resampler) => resampler.process(&self.mixed, pending),
+            None => pending.extend_from_slice(&self.mixed),
         }
         if let Some(timeline) = &mut self.timeline {
             timeline.advance_input(self.mixed.len() / self.channels, rate);
         }
-    }
-
-    /// Encodes every complete 20 ms frame of `self.pending`.
-    fn encode_pending(&mut self) -> Result<Vec<OpusPacket>, AudioError> {
-        let frame_len = OPUS_FRAME_SAMPLES * self.channels;
-        let Some(timeline) = &mut self.timeline else {
-            return Ok(Vec::new());
-        };
-        let mut packets = Vec::with_capacity(self.pending.len() / frame_len);
-        let mut start = 0;
-        let mut result = Ok(());
-        while self.pending.len() - start >= frame_len {
-            let encoded = self
-                .encoder
-                .encode_float(&self.pending[start..start + frame_len], &mut self.packet);
-            start += frame_len;
-            // A frame that fails to encode still takes its 20 ms, so later packets keep their
-            // place on the timeline.
-            let pts_us = timeline.next_pts_us();
-            match encoded {
-                Ok(len) => packets.push(OpusPacket {
-                    data: Bytes::copy_from_slice(&self.packet[..len.min(self.packet.len())]),
-                    pts_us,
-                    duration_us: OPUS_FRAME_US,
-                }),
-                Err(e) => result = Err(e),
-            }
-        }
-        self.pending.drain(..start);
-        result?;
-        Ok(packets)
     }
 }
 

@@ -11,11 +11,11 @@
 //!   packet that started it and unit `n` exactly `origin + n * 1024 / 48 kHz` (µs, rounded down
 //!   from the sample count, so rounding never accumulates): dts never goes backwards within a
 //!   timeline, and AAC-LC has no reordering, so dts is also the pts.
-//! - The encoder's delay is compensated: the timeline starts with just enough silence that
-//!   priming plus silence fills whole units, and those units are dropped. A unit's dts is then
-//!   the time of the first input sample it carries (Opus's own look-ahead, which RTP cannot
-//!   signal, is left in, as every WebRTC receiver leaves it). The dropped priming means a
-//!   player's decoder lacks the first unit's overlap: a timeline's first ~10 ms fade in.
+//! - The encoder's delay is compensated by the shared [`AacEncoder`] (lead-in silence, dropped
+//!   priming units): a unit's dts is the time of the first input sample it carries (Opus's own
+//!   look-ahead, which RTP cannot signal, is left in, as every WebRTC receiver leaves it). The
+//!   dropped priming means a player's decoder lacks the first unit's overlap: a timeline's first
+//!   ~10 ms fade in.
 //! - A new timeline starts at the first packet and whenever a pts misses the expected one (from
 //!   the sample count) by more than [`MAX_DTS_DRIFT_US`] either way; buffered audio is dropped
 //!   and both codecs start afresh. A smaller forward gap of at least half a packet (lost
@@ -26,37 +26,22 @@
 //!   state moves): the next one decodes. No input makes this module panic.
 
 use bytes::Bytes;
-use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
 
+use super::aac_encoder::{AacEncoder, AacUnit};
 use super::{samples_to_us, AudioError, MAX_DTS_DRIFT_US, OPUS_SAMPLE_RATE};
 
-/// Samples per channel in one AAC-LC access unit.
-pub const AAC_FRAME_SAMPLES: usize = 1024;
 /// The longest Opus packet (120 ms at 48 kHz), the decoder's output bound.
 const OPUS_MAX_PACKET_SAMPLES: usize = 5760;
 const AAC_BITRATE_MONO: u32 = 64_000;
 const AAC_BITRATE_STEREO: u32 = 128_000;
-/// The AAC spec's maximum unit (6144 bits per channel), used if the encoder reports nothing.
-const AAC_MAX_UNIT_BYTES: usize = 2 * 768;
 
-/// One raw AAC-LC access unit (no ADTS header), 1024 samples per channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AacUnit {
-    pub data: Bytes,
-    pub dts_us: i64,
-}
-
-/// The sample-count clock of one timeline.
+/// The sample-count clock of one timeline's input (the output's is in [`AacEncoder`]).
 #[derive(Debug)]
 struct Timeline {
     /// pts of the packet that started the timeline: the dts of its first unit.
     origin_us: i64,
     /// 48 kHz samples per channel taken in since `origin_us`, decoded or concealed.
     input_samples: u64,
-    /// Units emitted so far in this timeline.
-    units: u64,
-    /// Encoder units still to drop: its priming and the silence put before the input.
-    skip_units: u64,
 }
 
 impl Timeline {
@@ -65,32 +50,16 @@ impl Timeline {
         self.origin_us
             .saturating_add(samples_to_us(self.input_samples, OPUS_SAMPLE_RATE))
     }
-
-    fn next_dts_us(&mut self) -> i64 {
-        let samples = self.units.saturating_mul(AAC_FRAME_SAMPLES as u64);
-        self.units = self.units.saturating_add(1);
-        self.origin_us
-            .saturating_add(samples_to_us(samples, OPUS_SAMPLE_RATE))
-    }
 }
 
 /// Opus to AAC for one stream. See the module documentation for the timing rules.
 pub struct OpusToAac {
     decoder: opus::Decoder,
-    encoder: Encoder,
+    /// Decodes straight into its pending audio; its clock starts at the timeline's origin.
+    aac: AacEncoder,
     /// 1 or 2: decoded, encoded and signalled alike.
     channels: usize,
-    asc: Bytes,
-    /// Silence (samples per channel) put before a timeline's first input so that it and the
-    /// encoder's priming make whole units.
-    lead_in: usize,
-    /// Units made of priming and lead-in only, dropped at each timeline start.
-    priming_units: u64,
     timeline: Option<Timeline>,
-    /// Interleaved 48 kHz audio the encoder has not taken yet.
-    pending: Vec<i16>,
-    /// Scratch: one encoded unit.
-    unit: Vec<u8>,
 }
 
 impl std::fmt::Debug for OpusToAac {
@@ -98,24 +67,9 @@ impl std::fmt::Debug for OpusToAac {
         f.debug_struct("OpusToAac")
             .field("channels", &self.channels)
             .field("timeline", &self.timeline)
+            .field("aac", &self.aac)
             .finish_non_exhaustive()
     }
-}
-
-fn new_encoder(channels: usize) -> Result<Encoder, AudioError> {
-    let (mode, bitrate) = if channels == 1 {
-        (ChannelMode::Mono, AAC_BITRATE_MONO)
-    } else {
-        (ChannelMode::Stereo, AAC_BITRATE_STEREO)
-    };
-    Encoder::new(EncoderParams {
-        bit_rate: BitRate::Cbr(bitrate),
-        sample_rate: OPUS_SAMPLE_RATE,
-        transport: Transport::Raw,
-        channels: mode,
-        audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-    })
-    .map_err(|e| AudioError::AacEncode(e.to_string()))
 }
 
 impl OpusToAac {
@@ -130,43 +84,23 @@ impl OpusToAac {
         let channels = usize::from(channels);
         let decoder =
             opus::Decoder::new(OPUS_SAMPLE_RATE, opus_channels).map_err(AudioError::OpusDecode)?;
-        let encoder = new_encoder(channels)?;
-        let info = encoder
-            .info()
-            .map_err(|e| AudioError::AacEncode(e.to_string()))?;
-        let conf_len = usize::try_from(info.confSize)
-            .unwrap_or(0)
-            .min(info.confBuf.len());
-        let asc = Bytes::copy_from_slice(&info.confBuf[..conf_len]);
-        if asc.is_empty() || usize::try_from(info.frameLength).ok() != Some(AAC_FRAME_SAMPLES) {
-            return Err(AudioError::AacEncode(format!(
-                "unexpected encoder setup: {} byte config, {} samples per frame",
-                asc.len(),
-                info.frameLength
-            )));
-        }
-        let delay = usize::try_from(info.nDelay).unwrap_or(0);
-        let lead_in = (AAC_FRAME_SAMPLES - delay % AAC_FRAME_SAMPLES) % AAC_FRAME_SAMPLES;
-        let max_unit = usize::try_from(info.maxOutBufBytes)
-            .unwrap_or(0)
-            .max(AAC_MAX_UNIT_BYTES);
+        let bitrate = if channels == 1 {
+            AAC_BITRATE_MONO
+        } else {
+            AAC_BITRATE_STEREO
+        };
         Ok(OpusToAac {
             decoder,
-            encoder,
+            aac: AacEncoder::new(channels, bitrate)?,
             channels,
-            asc,
-            lead_in,
-            priming_units: ((lead_in + delay) / AAC_FRAME_SAMPLES) as u64,
             timeline: None,
-            pending: Vec::with_capacity((OPUS_MAX_PACKET_SAMPLES + 2 * AAC_FRAME_SAMPLES) * 2),
-            unit: vec![0; max_unit],
         })
     }
 
     /// The AAC AudioSpecificConfig of the output (AAC-LC, 48 kHz, `channels`): the FLV AAC
     /// sequence header body / the fMP4 esds decoder-specific info.
     pub fn audio_specific_config(&self) -> Bytes {
-        self.asc.clone()
+        self.aac.audio_specific_config()
     }
 
     /// 1 or 2, as given to [`OpusToAac::new`].
@@ -222,24 +156,21 @@ impl OpusToAac {
             self.conceal(opus, missing);
         }
         self.decode(opus, samples)?;
-        self.encode_pending()
+        self.aac.encode()
     }
 
     /// Starts a timeline at `pts_us`: fresh codecs, nothing buffered but the lead-in silence.
     fn restart(&mut self, pts_us: i64) -> Result<(), AudioError> {
+        // First, as the one step that can fail (a new fdk-aac encoder): a failure leaves the
+        // transcoder as it was.
+        self.aac.restart(pts_us)?;
         if self.timeline.is_some() {
-            // fdk-aac cannot be reset, and its buffered audio belongs to the old timeline. Made
-            // before anything changes, so that a failure leaves the transcoder as it was.
-            self.encoder = new_encoder(self.channels)?;
+            // libopus's reset always succeeds.
             self.decoder.reset_state().map_err(AudioError::OpusDecode)?;
         }
-        self.pending.clear();
-        self.pending.resize(self.lead_in * self.channels, 0);
         self.timeline = Some(Timeline {
             origin_us: pts_us,
             input_samples: 0,
-            units: 0,
-            skip_units: self.priming_units,
         });
         Ok(())
     }
@@ -254,73 +185,33 @@ impl OpusToAac {
         let Ok(samples) = usize::try_from(samples) else {
             return;
         };
-        let start = self.pending.len();
-        self.pending.resize(start + samples * self.channels, 0);
+        let pending = self.aac.pending();
+        let start = pending.len();
+        pending.resize(start + samples * self.channels, 0);
         // libopus fills exactly the size asked for; if it fails, the silence already in place
         // stands in: time must advance either way.
-        let _ = self.decoder.decode(next, &mut self.pending[start..], true);
+        let _ = self.decoder.decode(next, &mut pending[start..], true);
         timeline.input_samples = timeline.input_samples.saturating_add(samples as u64);
     }
 
-    /// Decodes one packet of `samples` per channel onto `self.pending`.
+    /// Decodes one packet of `samples` per channel onto the encoder's pending audio.
     fn decode(&mut self, opus: &[u8], samples: usize) -> Result<(), AudioError> {
-        let start = self.pending.len();
-        self.pending.resize(start + samples * self.channels, 0);
-        let decoded = self.decoder.decode(opus, &mut self.pending[start..], false);
+        let pending = self.aac.pending();
+        let start = pending.len();
+        pending.resize(start + samples * self.channels, 0);
+        let decoded = self.decoder.decode(opus, &mut pending[start..], false);
         let decoded = match decoded {
             Ok(n) if n <= samples => n,
             Ok(_) => samples,
             Err(e) => {
-                self.pending.truncate(start);
+                pending.truncate(start);
                 return Err(AudioError::OpusDecode(e));
             }
         };
-        self.pending.truncate(start + decoded * self.channels);
+        pending.truncate(start + decoded * self.channels);
         if let Some(timeline) = &mut self.timeline {
             timeline.input_samples = timeline.input_samples.saturating_add(decoded as u64);
         }
         Ok(())
-    }
-
-    /// Encodes every whole unit `self.pending` completes.
-    fn encode_pending(&mut self) -> Result<Vec<AacUnit>, AudioError> {
-        let Some(timeline) = &mut self.timeline else {
-            return Ok(Vec::new());
-        };
-        let frame = AAC_FRAME_SAMPLES * self.channels;
-        let mut units = Vec::with_capacity(self.pending.len() / frame + 1);
-        let mut start = 0;
-        let mut result = Ok(());
-        // fdk-aac takes what fits its input buffer and returns at most one unit per call, so
-        // it is called until it neither takes nor returns anything. Bounded all the same: a
-        // misbehaving encoder must not hang the task; what it left waits for the next packet.
-        for _ in 0..self.pending.len() / frame + 8 {
-            let step = match self.encoder.encode(&self.pending[start..], &mut self.unit) {
-                Ok(step) => step,
-                Err(e) => {
-                    result = Err(AudioError::AacEncode(e.to_string()));
-                    break;
-                }
-            };
-            start = start
-                .saturating_add(step.input_consumed)
-                .min(self.pending.len());
-            if step.output_size > 0 {
-                if timeline.skip_units > 0 {
-                    timeline.skip_units -= 1;
-                } else {
-                    let len = step.output_size.min(self.unit.len());
-                    units.push(AacUnit {
-                        data: Bytes::copy_from_slice(&self.unit[..len]),
-                        dts_us: timeline.next_dts_us(),
-                    });
-                }
-            } else if step.input_consumed == 0 {
-                break;
-            }
-        }
-        self.pending.drain(..start);
-        result?;
-        Ok(units)
     }
 }
