@@ -258,6 +258,20 @@ where
     Err(StreamError::Retired)
 }
 
+/// A publisher's way in: takes `name` with `request` (refused while someone else publishes it).
+/// Returns the grant and the stream.
+pub async fn publish_stream(
+    registry: Addr<Registry>,
+    name: StreamName,
+    request: Publish,
+) -> Result<(PublishGrant, Addr<Stream>), StreamError> {
+    with_stream(&registry, &name, |stream| {
+        let request = request.clone();
+        async move { stream.send(request).await }
+    })
+    .await
+}
+
 /// A player's way in: for a camera URL, its pull (started on demand, one per URL) first names
 /// the stream; then the player subscribes to it. Returns the subscription, the stream and its
 /// name.

@@ -8,7 +8,7 @@
 
 use super::writer::{Feed, PlayStart, Writer, WriterCommand, WriterLimits};
 use crate::messages::*;
-use crate::registry::{subscribe_player, with_stream, Registry};
+use crate::registry::{publish_stream, subscribe_player, Registry};
 use crate::stream::{MediaHub, Stream};
 use crate::vod::{self, VodPlayback, VodSeeked};
 use actix::prelude::*;
@@ -354,13 +354,7 @@ impl RtmpConnection {
             control: ctx.address().recipient(),
         };
         let key = stream_name.clone();
-        let fut = async move {
-            with_stream(&registry, &key, |stream| {
-                let request = request.clone();
-                async move { stream.send(request).await }
-            })
-            .await
-        };
+        let fut = publish_stream(registry, key, request);
         fut.into_actor(self)
             .map(move |result, conn, ctx| {
                 conn.deciding = false;

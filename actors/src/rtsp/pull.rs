@@ -11,7 +11,7 @@
 //! terminated.
 
 use crate::messages::*;
-use crate::registry::{with_stream, Registry};
+use crate::registry::{publish_stream, Registry};
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -274,27 +274,21 @@ impl Actor for RtspPull {
             query: Default::default(),
             control: ctx.address().recipient(),
         };
-        async move {
-            with_stream(&registry, &name, |stream| {
-                let request = request.clone();
-                async move { stream.send(request).await }
+        publish_stream(registry, name, request)
+            .into_actor(self)
+            .map(|result, pull, ctx| match result {
+                Ok((grant, stream)) => {
+                    pull.stream = Some(stream);
+                    pull.hub = Some((grant.hub, grant.token));
+                    pull.connect(ctx);
+                }
+                Err(e) => pull.stop(
+                    &format!("cannot publish the camera: {e}"),
+                    "NetStream.Play.Failed",
+                    ctx,
+                ),
             })
-            .await
-        }
-        .into_actor(self)
-        .map(|result, pull, ctx| match result {
-            Ok((grant, stream)) => {
-                pull.stream = Some(stream);
-                pull.hub = Some((grant.hub, grant.token));
-                pull.connect(ctx);
-            }
-            Err(e) => pull.stop(
-                &format!("cannot publish the camera: {e}"),
-                "NetStream.Play.Failed",
-                ctx,
-            ),
-        })
-        .wait(ctx);
+            .wait(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

@@ -8,7 +8,7 @@
 //! like any other, and a read error ends it like a camera that fails.
 
 use crate::messages::*;
-use crate::registry::{with_stream, Registry};
+use crate::registry::{publish_stream, Registry};
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use mediarouter_core::media::{Frame, QueryParams, StreamName};
@@ -85,37 +85,31 @@ impl Actor for FileLoop {
             control: ctx.address().recipient(),
         };
         let (registry, name) = (self.registry.clone(), self.name.clone());
-        async move {
-            with_stream(&registry, &name, |stream| {
-                let request = request.clone();
-                async move { stream.send(request).await }
+        publish_stream(registry, name, request)
+            .into_actor(self)
+            .map(|granted, this, ctx| match granted {
+                Ok((grant, stream)) => {
+                    let Some(file) = this.file.take() else {
+                        return ctx.stop();
+                    };
+                    info!(stream = %this.name, "file loop publishing");
+                    this.stream = Some(stream);
+                    let ended = ctx.address().recipient();
+                    this.task = Some(tokio::spawn(play_looping(
+                        file,
+                        grant.hub,
+                        grant.token,
+                        this.name.clone(),
+                        ended,
+                    )));
+                    ctx.run_interval(CHECK_INTERVAL, |this, ctx| this.check_idle(ctx));
+                }
+                Err(e) => {
+                    warn!(stream = %this.name, "file loop cannot publish: {e}");
+                    ctx.stop();
+                }
             })
-            .await
-        }
-        .into_actor(self)
-        .map(|granted, this, ctx| match granted {
-            Ok((grant, stream)) => {
-                let Some(file) = this.file.take() else {
-                    return ctx.stop();
-                };
-                info!(stream = %this.name, "file loop publishing");
-                this.stream = Some(stream);
-                let ended = ctx.address().recipient();
-                this.task = Some(tokio::spawn(play_looping(
-                    file,
-                    grant.hub,
-                    grant.token,
-                    this.name.clone(),
-                    ended,
-                )));
-                ctx.run_interval(CHECK_INTERVAL, |this, ctx| this.check_idle(ctx));
-            }
-            Err(e) => {
-                warn!(stream = %this.name, "file loop cannot publish: {e}");
-                ctx.stop();
-            }
-        })
-        .wait(ctx);
+            .wait(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

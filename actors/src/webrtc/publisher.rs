@@ -14,7 +14,7 @@
 use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
 use super::{PeerGuard, WebrtcContext};
 use crate::messages::*;
-use crate::registry::{with_stream, Registry};
+use crate::registry::{publish_stream, Registry};
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -510,28 +510,24 @@ impl Actor for WebrtcPublisher {
         };
         let registry = self.spec.registry.clone();
         let name = self.spec.name.clone();
-        async move {
-            with_stream(&registry, &name, |stream| {
-                let request = request.clone();
-                async move { stream.send(request).await }
+        publish_stream(registry, name, request)
+            .into_actor(self)
+            .map(|result, publisher, ctx| match result {
+                Ok((grant, stream)) => {
+                    publisher.grant = Some((grant.hub, grant.token));
+                    publisher.stream = Some(stream);
+                    publisher.negotiate(ctx);
+                }
+                Err(StreamError::AlreadyPublishing(name)) => publisher.finish(
+                    StreamStatus::Failed,
+                    format!("name in use: {name} is already being published"),
+                    ctx,
+                ),
+                Err(e) => {
+                    publisher.finish(StreamStatus::Failed, format!("publish refused: {e}"), ctx)
+                }
             })
-            .await
-        }
-        .into_actor(self)
-        .map(|result, publisher, ctx| match result {
-            Ok((grant, stream)) => {
-                publisher.grant = Some((grant.hub, grant.token));
-                publisher.stream = Some(stream);
-                publisher.negotiate(ctx);
-            }
-            Err(StreamError::AlreadyPublishing(name)) => publisher.finish(
-                StreamStatus::Failed,
-                format!("name in use: {name} is already being published"),
-                ctx,
-            ),
-            Err(e) => publisher.finish(StreamStatus::Failed, format!("publish refused: {e}"), ctx),
-        })
-        .spawn(ctx);
+            .spawn(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
