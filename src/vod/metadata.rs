@@ -1,19 +1,20 @@
 //! The `onMetaData` a player of a media file gets: what Flash-era clients (NetStream's
 //! onMetaData callback) and ffmpeg read for duration, size, frame rate, codecs and bitrates.
 //!
-//! Invariant: the result is an AMF0 `onMetaData` name followed by an object (the AMF0 library
-//! has no ECMA array; players read both alike), so it travels as [`Metadata`] like a live
-//! publisher's.
+//! Invariant: the result is an AMF0 `onMetaData` name followed by an ECMA array, the form
+//! encoders and ffmpeg write, so it travels as [`Metadata`] like a live publisher's. The AMF0
+//! library has no ECMA array: it is framed here, its values serialised by the library.
 
 use super::VodInfo;
 use crate::media::{Codec, Metadata};
 use bytes::Bytes;
 use rml_amf0::Amf0Value;
-use std::collections::HashMap;
 
 /// FLV codec ids, as onMetaData names them.
 const FLV_H264: f64 = 7.0;
 const FLV_AAC: f64 = 10.0;
+const ECMA_ARRAY: u8 = 0x08;
+const OBJECT_END: [u8; 3] = [0x00, 0x00, 0x09];
 
 pub fn on_metadata(info: &VodInfo) -> Metadata {
     let mut props: Vec<(&str, f64)> = vec![("duration", info.duration_ms as f64 / 1000.0)];
@@ -35,19 +36,25 @@ pub fn on_metadata(info: &VodInfo) -> Metadata {
         ]);
     }
     props.push(("filesize", info.file_size as f64));
-    let mut array: HashMap<String, Amf0Value> = props
+    let mut entries: Vec<(&str, Amf0Value)> = props
         .into_iter()
-        .map(|(k, v)| (k.to_string(), Amf0Value::Number(v)))
+        .map(|(k, v)| (k, Amf0Value::Number(v)))
         .collect();
     if info.audio_codec == Some(Codec::Aac) {
-        array.insert("stereo".into(), Amf0Value::Boolean(info.audio_channels > 1));
+        entries.push(("stereo", Amf0Value::Boolean(info.audio_channels > 1)));
     }
-    let values = vec![
-        Amf0Value::Utf8String("onMetaData".into()),
-        Amf0Value::Object(array),
-    ];
-    // Serialising numbers, booleans and strings cannot fail.
-    let amf0 = rml_amf0::serialize(&values).unwrap_or_default();
+    let mut amf0 = Vec::with_capacity(256);
+    amf0.extend_from_slice(&[0x02, 0x00, 0x0a]);
+    amf0.extend_from_slice(b"onMetaData");
+    amf0.push(ECMA_ARRAY);
+    amf0.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for (key, value) in entries {
+        amf0.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        amf0.extend_from_slice(key.as_bytes());
+        // Numbers and booleans always serialise.
+        amf0.extend(rml_amf0::serialize(&vec![value]).unwrap_or_default());
+    }
+    amf0.extend_from_slice(&OBJECT_END);
     Metadata {
         amf0: Bytes::from(amf0),
     }
@@ -75,6 +82,8 @@ mod tests {
         };
         let metadata = on_metadata(&info);
         assert!(metadata_from_data_message(&metadata.amf0).is_some());
+        assert_eq!(metadata.amf0[13], ECMA_ARRAY);
+        // The library reads an ECMA array as an object.
         let values = rml_amf0::deserialize(&mut &metadata.amf0[..]).expect("AMF0");
         let Amf0Value::Object(properties) = &values[1] else {
             panic!("not an object: {values:?}");

@@ -503,15 +503,19 @@ impl RtmpConnection {
 
     /// The file a play of `vod/...` names. Clients split a URL's path into app and name at
     /// different slashes (`vod/sub` + `clip`, or `vod` + `sub/clip`), so both are joined back.
+    /// Only the app decides: whatever the name holds, `resolve` keeps it inside the root.
     fn file_name(&self, requested: &StreamName) -> Option<StreamName> {
         let vod_app = &self.settings.vod.app;
         let folder = requested.app.strip_prefix(vod_app.as_str())?;
+        // Flash's `mp4:clip.mp4` names the container in front (ffmpeg writes it for `.mp4`
+        // URLs); the file is found by its own name.
+        let name = ["mp4:", "flv:", "f4v:"]
+            .iter()
+            .find_map(|prefix| requested.name.strip_prefix(prefix))
+            .unwrap_or(&requested.name);
         match folder.strip_prefix('/') {
-            Some(folder) => Some(StreamName::new(
-                vod_app.clone(),
-                format!("{folder}/{}", requested.name),
-            )),
-            None if folder.is_empty() => Some(requested.clone()),
+            Some(folder) => Some(StreamName::new(vod_app.clone(), format!("{folder}/{name}"))),
+            None if folder.is_empty() => Some(StreamName::new(vod_app.clone(), name)),
             None => None,
         }
     }

@@ -1,31 +1,19 @@
-//! H.264 over RTP (RFC 6184, packetization-mode 1) in both directions.
+//! H.264 in from WebRTC publishers ([`H264Depacketizer`]): single NAL, STAP-A and FU-A payloads
+//! back into AVCC access units (4-byte length prefixes), plus an AVCDecoderConfigurationRecord
+//! built from the SPS/PPS seen in band.
 //!
-//! Out, to WebRTC viewers ([`packetize_h264`]): RTP payloads of an access unit, made once per
-//! frame and shared by every viewer, each of which only stamps its own RTP header on them. A NAL
-//! unit that fits the MTU goes out as a single-NAL packet that is a `Bytes` slice of the frame
-//! (no copy); a bigger one is split into FU-A fragments of at most `mtu` bytes; an IDR access unit
-//! without SPS/PPS in band gets the stream's SPS and PPS in front, so a viewer can start decoding
-//! at any keyframe; access unit delimiters and filler are dropped.
-//!
-//! In, from WebRTC publishers ([`H264Depacketizer`]): single NAL, STAP-A and FU-A payloads back
-//! into AVCC access units (4-byte length prefixes), plus an AVCDecoderConfigurationRecord built
-//! from the SPS/PPS seen in band. Invariants: only whole, decodable units come out: after any loss
-//! (a sequence gap inside or between units, a malformed payload, a unit over
-//! [`MAX_ACCESS_UNIT_BYTES`]) everything is dropped until the next intact IDR with known
-//! parameter sets, and one keyframe request is raised (again after each second of RTP time while
-//! still waiting, in case the request or its answer was lost); late and duplicate packets are
-//! ignored, never spliced back; memory is bounded by one unit; no input panics.
+//! Invariants: only whole, decodable units come out: after any loss (a sequence gap inside or
+//! between units, a malformed payload, a unit over [`MAX_ACCESS_UNIT_BYTES`]) everything is
+//! dropped until the next intact IDR with known parameter sets, and one keyframe request is
+//! raised (again after each second of RTP time while still waiting, in case the request or its
+//! answer was lost); late and duplicate packets are ignored, never spliced back; memory is
+//! bounded by one unit; no input panics.
 
-use crate::codec::avc::AvcConfig;
-use crate::codec::CodecError;
+use super::{nal_type, NAL_AUD, NAL_FILLER, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SPS, NAL_STAP_A};
 use bytes::{BufMut, Bytes, BytesMut};
 use h264_reader::nal::sps::{ChromaFormat, SeqParameterSet};
 use h264_reader::rbsp::{decode_nal, BitReader};
 use std::ops::Range;
-
-/// Largest RTP payload we produce: fits a 1280-byte IPv6 minimum MTU with RTP, SRTP and
-/// header-extension overhead, like browsers do.
-pub const DEFAULT_MTU: usize = 1200;
 
 /// Largest access unit the depacketizer assembles. Far above any real frame (a 4K intra frame at
 /// a high bitrate is a few MiB), so only a broken or hostile publisher reaches it.
@@ -38,128 +26,6 @@ const KEYFRAME_REREQUEST_TICKS: u32 = 90_000;
 /// A packet at most this many behind the newest is late (reordered) or a duplicate and ignored;
 /// farther behind is taken as a sequence restart. The value of RFC 3550 appendix A.1.
 const MAX_MISORDER: u16 = 100;
-
-const NAL_IDR: u8 = 5;
-const NAL_SPS: u8 = 7;
-const NAL_PPS: u8 = 8;
-const NAL_AUD: u8 = 9;
-const NAL_FILLER: u8 = 12;
-const NAL_STAP_A: u8 = 24;
-const NAL_FU_A: u8 = 28;
-
-/// Parameter sets of a stream, ready to be put in band before IDR frames.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct H264Params {
-    pub sps: Vec<Bytes>,
-    pub pps: Vec<Bytes>,
-    /// Bytes of each NAL unit length prefix in the stream's frames (AVCC: usually 4).
-    pub nal_length_size: u8,
-    /// `profile-level-id` as SDP wants it (six hex digits), from the first SPS.
-    pub profile_level_id: String,
-}
-
-impl H264Params {
-    /// From an AVCDecoderConfigurationRecord (FLV sequence header, RTSP/MP4 avcC).
-    pub fn from_record(record: &[u8]) -> Result<H264Params, CodecError> {
-        let config = AvcConfig::parse(record)?;
-        Ok(H264Params {
-            profile_level_id: format!(
-                "{:02x}{:02x}{:02x}",
-                config.profile_idc, config.constraint_flags, config.level_idc
-            ),
-            sps: config.sps.into_iter().map(Bytes::from).collect(),
-            pps: config.pps.into_iter().map(Bytes::from).collect(),
-            nal_length_size: config.nal_length_size,
-        })
-    }
-}
-
-/// Splits one AVCC access unit into RTP payloads, in sending order. The caller sets the marker
-/// bit on the last one. A malformed length prefix ends the unit at what was readable.
-pub fn packetize_h264(
-    frame: &Bytes,
-    keyframe: bool,
-    params: Option<&H264Params>,
-    mtu: usize,
-) -> Vec<Bytes> {
-    // Below a few dozen bytes FU-A makes no sense; a tiny MTU is a configuration slip.
-    let mtu = mtu.max(64);
-    let length_size = params.map_or(4, |p| p.nal_length_size.clamp(1, 4) as usize);
-    let nals = split_avcc(frame, length_size);
-    let has_idr = keyframe || nals.iter().any(|n| nal_type(n) == NAL_IDR);
-    let has_sps = nals.iter().any(|n| nal_type(n) == NAL_SPS);
-    let mut out = Vec::with_capacity(frame.len() / mtu.max(1) + nals.len() + 2);
-    if has_idr && !has_sps {
-        if let Some(params) = params {
-            for set in params.sps.iter().chain(params.pps.iter()) {
-                push_nal(&mut out, set, mtu);
-            }
-        }
-    }
-    for nal in nals {
-        if matches!(nal_type(&nal), NAL_AUD | NAL_FILLER) {
-            continue;
-        }
-        push_nal(&mut out, &nal, mtu);
-    }
-    out
-}
-
-fn nal_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| b & 0x1f)
-}
-
-/// NAL units of an AVCC access unit, as zero-copy slices.
-fn split_avcc(frame: &Bytes, length_size: usize) -> Vec<Bytes> {
-    let mut nals = Vec::new();
-    let mut pos = 0;
-    while pos + length_size <= frame.len() {
-        let len = frame[pos..pos + length_size]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
-        pos += length_size;
-        if len == 0 {
-            continue;
-        }
-        if pos + len > frame.len() {
-            break;
-        }
-        nals.push(frame.slice(pos..pos + len));
-        pos += len;
-    }
-    nals
-}
-
-fn push_nal(out: &mut Vec<Bytes>, nal: &Bytes, mtu: usize) {
-    if nal.is_empty() {
-        return;
-    }
-    if nal.len() <= mtu {
-        out.push(nal.clone());
-        return;
-    }
-    // FU-A: the NAL header is replaced by an indicator (F and NRI bits of the original, type
-    // 28) and a fragment header (start/end bits and the original type).
-    let header = nal[0];
-    let indicator = (header & 0xe0) | NAL_FU_A;
-    let body = &nal[1..];
-    let chunk = mtu.saturating_sub(2).max(1);
-    let count = body.len().div_ceil(chunk);
-    for (i, piece) in body.chunks(chunk).enumerate() {
-        let mut fragment = BytesMut::with_capacity(piece.len() + 2);
-        let mut fu_header = header & 0x1f;
-        if i == 0 {
-            fu_header |= 0x80;
-        }
-        if i + 1 == count {
-            fu_header |= 0x40;
-        }
-        fragment.put_u8(indicator);
-        fragment.put_u8(fu_header);
-        fragment.put_slice(piece);
-        out.push(fragment.freeze());
-    }
-}
 
 /// One access unit rebuilt from RTP packets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -593,140 +459,10 @@ fn chroma_info(sps_nal: &[u8]) -> Option<[u8; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn avcc(nals: &[&[u8]]) -> Bytes {
-        let mut out = Vec::new();
-        for nal in nals {
-            out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-            out.extend_from_slice(nal);
-        }
-        Bytes::from(out)
-    }
-
-    fn params() -> H264Params {
-        H264Params {
-            sps: vec![Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1e])],
-            pps: vec![Bytes::from_static(&[0x68, 0xcb])],
-            nal_length_size: 4,
-            profile_level_id: "42c01e".into(),
-        }
-    }
-
-    /// Reassembles payloads the way a receiver does, to check nothing is lost or reordered.
-    fn depacketize(payloads: &[Bytes]) -> Vec<Vec<u8>> {
-        let mut nals = Vec::new();
-        let mut current: Option<Vec<u8>> = None;
-        for p in payloads {
-            if p[0] & 0x1f == NAL_FU_A {
-                let (indicator, header) = (p[0], p[1]);
-                if header & 0x80 != 0 {
-                    current = Some(vec![(indicator & 0xe0) | (header & 0x1f)]);
-                }
-                current
-                    .as_mut()
-                    .expect("start fragment first")
-                    .extend_from_slice(&p[2..]);
-                if header & 0x40 != 0 {
-                    nals.push(current.take().expect("open fragment"));
-                }
-            } else {
-                nals.push(p.to_vec());
-            }
-        }
-        nals
-    }
-
-    #[test]
-    fn small_nals_are_zero_copy_slices() {
-        let frame = avcc(&[&[0x09, 0xf0], &[0x41, 1, 2, 3]]);
-        let out = packetize_h264(&frame, false, Some(&params()), DEFAULT_MTU);
-        assert_eq!(out.len(), 1, "AUD dropped, one slice left");
-        assert_eq!(&out[0][..], &[0x41, 1, 2, 3]);
-        let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
-        assert!(frame_range.contains(&(out[0].as_ptr() as usize)));
-    }
-
-    #[test]
-    fn idr_gets_parameter_sets_in_front_unless_in_band() {
-        let idr: &[u8] = &[0x65, 9, 9];
-        let out = packetize_h264(&avcc(&[idr]), true, Some(&params()), DEFAULT_MTU);
-        let types: Vec<u8> = out.iter().map(|p| p[0] & 0x1f).collect();
-        assert_eq!(types, vec![NAL_SPS, NAL_PPS, NAL_IDR]);
-
-        let in_band = avcc(&[&[0x67, 1], &[0x68, 2], idr]);
-        let out = packetize_h264(&in_band, true, Some(&params()), DEFAULT_MTU);
-        assert_eq!(out.len(), 3, "the frame's own SPS/PPS are kept, none added");
-        assert_eq!(&out[0][..], &[0x67, 1]);
-    }
-
-    #[test]
-    fn big_nals_become_fu_a_fragments_within_the_mtu() {
-        let big: Vec<u8> = std::iter::once(0x65)
-            .chain((0..5000u32).map(|i| i as u8))
-            .collect();
-        let frame = avcc(&[&[0x06, 5, 5], &big]);
-        let out = packetize_h264(&frame, true, Some(&params()), 1000);
-        assert!(out.iter().all(|p| p.len() <= 1000));
-        let nals = depacketize(&out);
-        assert_eq!(nals.len(), 4, "SPS, PPS, SEI, IDR");
-        assert_eq!(nals[3], big);
-        assert_eq!(out[3][1] & 0x80, 0x80, "first fragment has the start bit");
-        assert_eq!(
-            out.last().expect("fragments")[1] & 0x40,
-            0x40,
-            "last has the end bit"
-        );
-    }
-
-    #[test]
-    fn malformed_lengths_do_not_panic() {
-        for junk in [
-            &[0u8, 0, 0][..],
-            &[0, 0, 0, 200, 1, 2][..],
-            &[0xff; 9][..],
-            &[][..],
-        ] {
-            let out = packetize_h264(&Bytes::copy_from_slice(junk), true, None, DEFAULT_MTU);
-            assert!(out.len() <= 1);
-        }
-        assert!(packetize_h264(&avcc(&[&[0x41]]), false, None, 0).len() == 1);
-    }
-
-    #[test]
-    fn profile_level_id_from_record() {
-        let record = [
-            0x01, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0x00, 0x02, 0x67, 0x42, 0x01, 0x00, 0x02, 0x68,
-            0xcb,
-        ];
-        let p = H264Params::from_record(&record).expect("valid record");
-        assert_eq!(p.profile_level_id, "42c01e");
-        assert_eq!(p.sps.len(), 1);
-        assert_eq!(&p.pps[0][..], &[0x68, 0xcb]);
-    }
-
-    /// SPS, PPS and the avcC record ffmpeg 6 (libx264, mp4 muxer) wrote for 640x360 constrained
-    /// baseline level 3.0 and for 320x240 High (whose record carries chroma format and depths).
-    const SPS_640X360: &[u8] = &[
-        0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00,
-        0x04, 0x00, 0x00, 0x03, 0x00, 0xf2, 0x3c, 0x58, 0xba, 0x80,
-    ];
-    const PPS_640X360: &[u8] = &[0x68, 0xce, 0x0f, 0xc8];
-    const RECORD_640X360: &[u8] = &[
-        0x01, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80,
-        0xbf, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xf2, 0x3c,
-        0x58, 0xba, 0x80, 0x01, 0x00, 0x04, 0x68, 0xce, 0x0f, 0xc8,
-    ];
-    const SPS_HIGH_320X240: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
-        0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
-    ];
-    const PPS_HIGH_320X240: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
-    const RECORD_HIGH_320X240: &[u8] = &[
-        0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41,
-        0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1,
-        0x42, 0x99, 0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8,
-        0x00,
-    ];
+    use crate::codec::avc::AvcConfig;
+    use crate::codec::rtp::fixtures::*;
+    use crate::codec::rtp::packetize::split_avcc;
+    use crate::codec::rtp::{packetize_h264, H264Params, DEFAULT_MTU};
 
     fn slice(kind: u8, len: usize, seed: u8) -> Vec<u8> {
         std::iter::once(0x60 | kind)
