@@ -31,6 +31,11 @@ fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
 
+/// Asserts REST counts `n` WebRTC viewers of `name` (within `timeout`).
+fn assert_webrtc_viewers(server: &Server, name: &str, n: i64, timeout: Duration, failure: &str) {
+    assert_stream(server, name, timeout, |v| webrtc_players(v) == n, failure);
+}
+
 // ------------------------------------------------------------------------------------------------
 // a. RTMP stream (H.264 + AAC) in Chromium: H.264 passed through, AAC -> Opus
 // ------------------------------------------------------------------------------------------------
@@ -47,16 +52,11 @@ fn rtmp_stream_plays_in_chromium_h264_and_opus() {
 
     let mut script = Script::spawn(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "test",
-            "--play-ms",
-            "4000",
-            "--deadline-ms",
-            "90000",
-        ]),
+            &["--play-ms", "4000", "--deadline-ms", "90000"],
+        ),
     );
     // REST counts the viewer while it plays.
     let mut max_webrtc = -1;
@@ -103,8 +103,13 @@ fn rtmp_stream_plays_in_chromium_h264_and_opus() {
     );
 
     // After stop, the server freed the viewer.
-    let (ok, v) = server.wait_stream("test", secs(10), |v| webrtc_players(v) == 0);
-    assert!(ok, "REST players.webrtc after stop: {v:?}");
+    assert_webrtc_viewers(
+        &server,
+        "test",
+        0,
+        secs(10),
+        "REST players.webrtc after stop",
+    );
 }
 
 /// The server-offer mode of the protocol (play without sdp: the server offers, the client
@@ -116,17 +121,17 @@ fn server_offer_mode_plays() {
     wait_publishing(&server, "offer");
     let result = run_script(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "offer",
-            "--server-offer",
-            "--play-ms",
-            "2000",
-            "--deadline-ms",
-            "90000",
-        ]),
+            &[
+                "--server-offer",
+                "--play-ms",
+                "2000",
+                "--deadline-ms",
+                "90000",
+            ],
+        ),
         secs(100),
     );
     assert_page_played("server-offer page", &result["pages"][0], "opus", true);
@@ -153,18 +158,18 @@ fn camera_by_url_plays_in_three_browsers_and_two_rtmp_players_on_one_connection(
     let players: Vec<Player> = (0..2).map(|_| Player::spawn(&rtmp_url, 10)).collect();
     let mut script = Script::spawn(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             &cam_url,
-            "--pages",
-            "3",
-            "--play-ms",
-            "3000",
-            "--deadline-ms",
-            "100000",
-        ]),
+            &[
+                "--pages",
+                "3",
+                "--play-ms",
+                "3000",
+                "--deadline-ms",
+                "100000",
+            ],
+        ),
     );
     let mut max_viewers = 0;
     let deadline = Instant::now() + secs(60);
@@ -213,16 +218,16 @@ fn unknown_stream_fails_with_not_found() {
     let server = start_server(&[("stream.play_wait_timeout_ms", "1500")]);
     let result = run_script(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "nobody_publishes_this",
-            "--first-frame-timeout-ms",
-            "15000",
-            "--deadline-ms",
-            "60000",
-        ]),
+            &[
+                "--first-frame-timeout-ms",
+                "15000",
+                "--deadline-ms",
+                "60000",
+            ],
+        ),
         secs(70),
     );
     let page = &result["pages"][0];
@@ -258,24 +263,24 @@ fn publisher_gone_unpublished_then_stopped_after_grace() {
     wait_publishing(&server, "gone");
     let mut script = Script::spawn(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "gone",
-            "--wait-for",
-            "UNPUBLISHED,STOPPED",
-            "--wait-for-ms",
-            "40000",
-            "--no-stop",
-            "--deadline-ms",
-            "90000",
-        ]),
+            &[
+                "--wait-for",
+                "UNPUBLISHED,STOPPED",
+                "--wait-for-ms",
+                "40000",
+                "--no-stop",
+                "--deadline-ms",
+                "90000",
+            ],
+        ),
     );
-    assert!(
-        script.wait_stderr("status=PLAYING", secs(40)),
-        "the browser never reached PLAYING: {}",
-        tail(&script.proc.stderr(), 30)
+    script.expect_stderr(
+        "status=PLAYING",
+        secs(40),
+        "the browser never reached PLAYING",
     );
     sleep(ms(1500));
     publisher.kill();
@@ -304,8 +309,13 @@ fn publisher_gone_unpublished_then_stopped_after_grace() {
         "[webrtc_play] publisher gone: {statuses:?} (STOPPED {} ms after UNPUBLISHED)",
         st - ut
     );
-    let (ok, v) = server.wait_stream("gone", secs(10), |v| webrtc_players(v) <= 0);
-    assert!(ok, "REST still counts a WebRTC viewer: {v:?}");
+    assert_stream(
+        &server,
+        "gone",
+        secs(10),
+        |v| webrtc_players(v) <= 0,
+        "REST still counts a WebRTC viewer",
+    );
 }
 
 /// The publisher leaves and a new one publishes the same name within the grace: the browser goes
@@ -317,32 +327,32 @@ fn republish_within_grace_resumes_playing() {
     wait_publishing(&server, "again");
     let mut script = Script::spawn(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "again",
-            "--wait-for",
-            "UNPUBLISHED,PLAYING",
-            "--wait-for-ms",
-            "45000",
-            "--play-ms",
-            "2000",
-            "--deadline-ms",
-            "100000",
-        ]),
+            &[
+                "--wait-for",
+                "UNPUBLISHED,PLAYING",
+                "--wait-for-ms",
+                "45000",
+                "--play-ms",
+                "2000",
+                "--deadline-ms",
+                "100000",
+            ],
+        ),
     );
-    assert!(
-        script.wait_stderr("status=PLAYING", secs(40)),
-        "the browser never reached PLAYING: {}",
-        tail(&script.proc.stderr(), 30)
+    script.expect_stderr(
+        "status=PLAYING",
+        secs(40),
+        "the browser never reached PLAYING",
     );
     sleep(ms(1500));
     first.kill();
-    assert!(
-        script.wait_stderr("status=UNPUBLISHED", secs(15)),
-        "no UNPUBLISHED after the publisher left: {}",
-        tail(&script.proc.stderr(), 30)
+    script.expect_stderr(
+        "status=UNPUBLISHED",
+        secs(15),
+        "no UNPUBLISHED after the publisher left",
     );
     let _second = publish_ffmpeg(&server.url("again"), 60, &[]);
     let result = script.finish(secs(100));
@@ -395,16 +405,11 @@ fn bad_signalling_input_gets_errors_and_the_session_still_plays() {
     wait_publishing(&server, "test");
     let r = run_script(
         "ws_raw.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--scenario",
-            "bad-input",
-            "--name",
+        &scenario_args(
+            &server,
             "test",
-            "--deadline-ms",
-            "90000",
-        ]),
+            &["--scenario", "bad-input", "--deadline-ms", "90000"],
+        ),
         secs(100),
     );
     let p = &r["probes"];
@@ -480,8 +485,13 @@ fn bad_signalling_input_gets_errors_and_the_session_still_plays() {
     assert_eq!(r["stop"]["status"], "STOPPED", "stop answer: {}", r["stop"]);
     assert!(r["closed"].is_null(), "socket closed: {}", r["closed"]);
     assert!(server.is_alive(), "the server died");
-    let (ok, v) = server.wait_stream("test", secs(10), |v| webrtc_players(v) == 0);
-    assert!(ok, "REST players.webrtc after stop: {v:?}");
+    assert_webrtc_viewers(
+        &server,
+        "test",
+        0,
+        secs(10),
+        "REST players.webrtc after stop",
+    );
 }
 
 /// Junk sent through the SDK's own socket (malformed JSON, binary, 100 KB of text) comes back as
@@ -493,17 +503,17 @@ fn sdk_session_survives_junk_and_plays() {
     wait_publishing(&server, "junk");
     let result = run_script(
         "play.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "junk",
-            "--junk-first",
-            "--play-ms",
-            "2000",
-            "--deadline-ms",
-            "90000",
-        ]),
+            &[
+                "--junk-first",
+                "--play-ms",
+                "2000",
+                "--deadline-ms",
+                "90000",
+            ],
+        ),
         secs(100),
     );
     let page = &result["pages"][0];
@@ -531,28 +541,29 @@ fn silent_session_is_dropped_after_keepalive_timeout() {
     wait_publishing(&server, "test");
     let mut script = Script::spawn(
         "ws_raw.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--scenario",
-            "silent",
-            "--name",
+        &scenario_args(
+            &server,
             "test",
-            "--alive-ms",
-            "5000",
-            "--close-timeout-ms",
-            "15000",
-            "--deadline-ms",
-            "90000",
-        ]),
+            &[
+                "--scenario",
+                "silent",
+                "--alive-ms",
+                "5000",
+                "--close-timeout-ms",
+                "15000",
+                "--deadline-ms",
+                "90000",
+            ],
+        ),
     );
-    assert!(
-        script.wait_stderr("phase=alive", secs(45)),
-        "the raw client never played: {}",
-        tail(&script.proc.stderr(), 30)
+    script.expect_stderr("phase=alive", secs(45), "the raw client never played");
+    assert_webrtc_viewers(
+        &server,
+        "test",
+        1,
+        secs(4),
+        "REST players.webrtc while the raw client plays",
     );
-    let (ok, v) = server.wait_stream("test", secs(4), |v| webrtc_players(v) == 1);
-    assert!(ok, "REST players.webrtc while the raw client plays: {v:?}");
     let r = script.finish(secs(90));
     assert_eq!(r["established"], true, "{}", brief(&r));
     assert_eq!(r["keepaliveMs"], 2000, "session keepaliveMs");
@@ -587,10 +598,12 @@ fn silent_session_is_dropped_after_keepalive_timeout() {
         "frames still arrive after the session was dropped: {}",
         r["media"]
     );
-    let (ok, v) = server.wait_stream("test", secs(5), |v| webrtc_players(v) == 0);
-    assert!(
-        ok,
-        "REST players.webrtc after the silent session was dropped: {v:?}"
+    assert_webrtc_viewers(
+        &server,
+        "test",
+        0,
+        secs(5),
+        "REST players.webrtc after the silent session was dropped",
     );
 }
 
@@ -617,16 +630,11 @@ fn player_and_streams_pages_play() {
 
     let r = run_script(
         "pages.mjs",
-        &args(&[
-            "--base",
-            &web_base(&server),
-            "--name",
+        &scenario_args(
+            &server,
             "test",
-            "--camera",
-            "cam1",
-            "--deadline-ms",
-            "150000",
-        ]),
+            &["--camera", "cam1", "--deadline-ms", "150000"],
+        ),
         secs(160),
     );
     let player = &r["player"];

@@ -24,9 +24,42 @@ fn secs(s: u64) -> Duration {
 }
 
 fn publish_args(server: &Server, name: &str, mode: &str, extra: &[&str]) -> Vec<String> {
-    let mut all = args(&["--base", &web_base(server), "--name", name, "--mode", mode]);
-    all.extend(args(extra));
-    all
+    scenario_args(server, name, &[&["--mode", mode][..], extra].concat())
+}
+
+/// Runs publish.mjs in `mode` to its end (killed after `timeout`) and returns its result.
+fn run_publish(
+    server: &Server,
+    name: &str,
+    mode: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> Value {
+    run_script(
+        "publish.mjs",
+        &publish_args(server, name, mode, extra),
+        timeout,
+    )
+}
+
+/// Starts publish.mjs in `mode` with a hold (`--until-file`; `extra` gives its `--hold-ms`) and
+/// waits until the scenario holds; the hold ends with `HoldFile::release`.
+fn spawn_holding(server: &Server, name: &str, mode: &str, extra: &[&str]) -> (Script, HoldFile) {
+    let hold = HoldFile::new();
+    let until = hold.arg();
+    let all = [&["--until-file", until.as_str()][..], extra].concat();
+    let mut script = Script::spawn("publish.mjs", &publish_args(server, name, mode, &all));
+    script.expect_stderr(
+        "phase=holding",
+        secs(60),
+        "the scenario never reached its hold",
+    );
+    (script, hold)
+}
+
+/// Asserts REST lists no stream `name` (within 10 s).
+fn assert_gone(server: &Server, name: &str, failure: &str) {
+    assert_stream(server, name, secs(10), |v| v.is_none(), failure);
 }
 
 /// A file whose appearance ends a scenario's hold (`--until-file`).
@@ -106,6 +139,40 @@ fn assert_tracks_ended(label: &str, states: &Value) {
     );
 }
 
+/// Asserts that the publish of a page of publish.mjs was refused: FAILED with a reason that
+/// contains `reason_part`, never PUBLISHING, and the local tracks (`tracks`) ended. Returns the
+/// reason.
+fn assert_refused<'a>(label: &str, page: &'a Value, reason_part: &str, tracks: &Value) -> &'a str {
+    let statuses = status_list(page);
+    assert_eq!(page["status"], "FAILED", "{label}: {statuses:?}");
+    let reason = page["publish"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(reason_part),
+        "{label}: FAILED reason {reason:?}, expected {reason_part:?}"
+    );
+    assert!(
+        !statuses.iter().any(|s| s == "PUBLISHING"),
+        "{label} was PUBLISHING: {statuses:?}"
+    );
+    assert_tracks_ended(label, tracks);
+    reason
+}
+
+/// Asserts that a page of the duplicate scenario went on after the refused duplicate: still
+/// `status`, and its frames (`growth`: sent or decoded since) grew.
+fn assert_goes_on(label: &str, page: &Value, status: &str, growth: &str) {
+    assert_eq!(
+        page["statusAfter"],
+        status,
+        "{label} after the refused duplicate: {:?}",
+        status_list(page)
+    );
+    assert!(
+        page[growth].as_i64().unwrap_or(0) > 0,
+        "{label}: no more frames after the refused duplicate ({growth}): {page}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // a. Publish, play back in a second page, REST
 // ------------------------------------------------------------------------------------------------
@@ -117,29 +184,18 @@ fn assert_tracks_ended(label: &str, states: &Value) {
 #[test]
 fn chromium_publishes_and_a_second_page_plays_it() {
     let server = start_server(&[]);
-    let hold = HoldFile::new();
-    let mut script = Script::spawn(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "doctor",
-            "publish-play",
-            &[
-                "--play-ms",
-                "3000",
-                "--until-file",
-                &hold.arg(),
-                "--hold-ms",
-                "30000",
-                "--deadline-ms",
-                "100000",
-            ],
-        ),
-    );
-    assert!(
-        script.wait_stderr("phase=holding", secs(60)),
-        "the scenario never reached its hold: {}",
-        tail(&script.proc.stderr(), 30)
+    let (script, hold) = spawn_holding(
+        &server,
+        "doctor",
+        "publish-play",
+        &[
+            "--play-ms",
+            "3000",
+            "--hold-ms",
+            "30000",
+            "--deadline-ms",
+            "100000",
+        ],
     );
     let (ok, rest) = server.wait_stream("doctor", secs(10), |v| {
         v.is_some_and(|v| {
@@ -200,10 +256,10 @@ fn chromium_publishes_and_a_second_page_plays_it() {
         end["packetsLost"]
     );
 
-    let (gone, v) = server.wait_stream("doctor", secs(10), |v| v.is_none());
-    assert!(
-        gone,
-        "REST still lists the stream after both stopped: {v:?}"
+    assert_gone(
+        &server,
+        "doctor",
+        "REST still lists the stream after both stopped",
     );
 }
 
@@ -212,20 +268,17 @@ fn chromium_publishes_and_a_second_page_plays_it() {
 #[test]
 fn viewer_waiting_before_the_publish_gets_video() {
     let server = start_server(&[]);
-    let result = run_script(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "early",
-            "publish-play",
-            &[
-                "--viewer-first",
-                "--play-ms",
-                "3000",
-                "--deadline-ms",
-                "100000",
-            ],
-        ),
+    let result = run_publish(
+        &server,
+        "early",
+        "publish-play",
+        &[
+            "--viewer-first",
+            "--play-ms",
+            "3000",
+            "--deadline-ms",
+            "100000",
+        ],
         secs(110),
     );
     assert_published("publisher", &result["pub"]);
@@ -253,21 +306,18 @@ fn viewer_waiting_before_the_publish_gets_video() {
 #[test]
 fn viewer_keyframe_requests_reach_the_publisher() {
     let server = start_server(&[("webrtc.publisher_keyframe_interval_ms", "60000")]);
-    let result = run_script(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "keyframes",
-            "keyframe",
-            &[
-                "--play-ms",
-                "2000",
-                "--drop-ms",
-                "4000",
-                "--deadline-ms",
-                "100000",
-            ],
-        ),
+    let result = run_publish(
+        &server,
+        "keyframes",
+        "keyframe",
+        &[
+            "--play-ms",
+            "2000",
+            "--drop-ms",
+            "4000",
+            "--deadline-ms",
+            "100000",
+        ],
         secs(110),
     );
     let (playing, dropping) = (&result["playing"], &result["dropping"]);
@@ -306,29 +356,18 @@ fn viewer_keyframe_requests_reach_the_publisher() {
 #[test]
 fn chromium_publish_plays_in_ffmpeg_over_rtmp_h264_and_aac() {
     let server = start_server(&[]);
-    let hold = HoldFile::new();
-    let mut script = Script::spawn(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "tortoise",
-            "publish",
-            &[
-                "--play-ms",
-                "1000",
-                "--until-file",
-                &hold.arg(),
-                "--hold-ms",
-                "60000",
-                "--deadline-ms",
-                "100000",
-            ],
-        ),
-    );
-    assert!(
-        script.wait_stderr("phase=holding", secs(60)),
-        "the browser never reached its hold: {}",
-        tail(&script.proc.stderr(), 30)
+    let (script, hold) = spawn_holding(
+        &server,
+        "tortoise",
+        "publish",
+        &[
+            "--play-ms",
+            "1000",
+            "--hold-ms",
+            "60000",
+            "--deadline-ms",
+            "100000",
+        ],
     );
     let url = server.url("tortoise");
     let probe = ffprobe_streams(&url);
@@ -416,21 +455,18 @@ fn ffprobe_streams(url: &str) -> Vec<Value> {
 #[test]
 fn video_chat_page_two_way_call() {
     let server = start_server(&[("stream.play_wait_timeout_ms", "1500")]);
-    let result = run_script(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "call",
-            "chat",
-            &[
-                "--second-delay-ms",
-                "4000",
-                "--play-ms",
-                "3000",
-                "--deadline-ms",
-                "120000",
-            ],
-        ),
+    let result = run_publish(
+        &server,
+        "call",
+        "chat",
+        &[
+            "--second-delay-ms",
+            "4000",
+            "--play-ms",
+            "3000",
+            "--deadline-ms",
+            "120000",
+        ],
         secs(130),
     );
     let pages = result["pages"].as_array().expect("pages");
@@ -489,10 +525,10 @@ fn video_chat_page_two_way_call() {
         "alice started 4 s before bob with a 1.5 s play wait: the page should have retried; log {}",
         pages[0]["page"]["log"]
     );
-    let (gone, v) = server.wait_stream("call_alice", secs(10), |v| v.is_none());
-    assert!(
-        gone,
-        "REST still lists alice's stream after the hang up: {v:?}"
+    assert_gone(
+        &server,
+        "call_alice",
+        "REST still lists alice's stream after the hang up",
     );
 }
 
@@ -521,13 +557,14 @@ fn publisher_tab_closed_tells_the_viewer_and_frees_the_stream() {
             ],
         ),
     );
-    assert!(
-        script.wait_stderr("viewer status=PLAYING", secs(60)),
-        "the viewer never played: {}",
-        tail(&script.proc.stderr(), 30)
+    script.expect_stderr("viewer status=PLAYING", secs(60), "the viewer never played");
+    assert_stream(
+        &server,
+        "leaver",
+        secs(5),
+        |v| webrtc_players(v) == 1,
+        "REST players.webrtc while the viewer plays",
     );
-    let (counted, v) = server.wait_stream("leaver", secs(5), |v| webrtc_players(v) == 1);
-    assert!(counted, "REST players.webrtc while the viewer plays: {v:?}");
     let result = script.finish(secs(100));
     assert_published("publisher", &result["pub"]);
     let viewer = &result["viewer"];
@@ -574,8 +611,7 @@ fn publisher_tab_closed_tells_the_viewer_and_frees_the_stream() {
         s.2,
         s.1 - closed_at
     );
-    let (gone, v) = server.wait_stream("leaver", secs(10), |v| v.is_none());
-    assert!(gone, "REST still lists the stream: {v:?}");
+    assert_gone(&server, "leaver", "REST still lists the stream");
     let (status, all) = server.rest("stream/find_all", "{}");
     assert!(
         status == 404 || all.as_array().is_some_and(|a| a.is_empty()),
@@ -597,53 +633,31 @@ fn publisher_tab_closed_tells_the_viewer_and_frees_the_stream() {
 #[test]
 fn duplicate_publish_is_refused_and_the_first_goes_on() {
     let server = start_server(&[]);
-    let result = run_script(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "lecture",
-            "duplicate",
-            &["--play-ms", "3000", "--deadline-ms", "100000"],
-        ),
+    let result = run_publish(
+        &server,
+        "lecture",
+        "duplicate",
+        &["--play-ms", "3000", "--deadline-ms", "100000"],
         secs(110),
     );
     assert_published("first publisher", &result["pub"]);
     let second = &result["second"];
-    let statuses = status_list(second);
-    assert_eq!(second["status"], "FAILED", "second publisher: {statuses:?}");
-    let reason = second["publish"]["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("name in use"),
-        "FAILED reason of the duplicate: {reason:?}"
+    let reason = assert_refused(
+        "second publisher",
+        second,
+        "name in use",
+        &second["localTracksAfterFail"],
     );
-    assert!(
-        !statuses.iter().any(|s| s == "PUBLISHING"),
-        "the duplicate was PUBLISHING: {statuses:?}"
-    );
-    assert_tracks_ended("second publisher", &second["localTracksAfterFail"]);
 
     let first = &result["pub"];
-    assert_eq!(
-        first["statusAfter"],
+    assert_goes_on(
+        "first publisher",
+        first,
         "PUBLISHING",
-        "first publisher after the refused duplicate: {:?}",
-        status_list(first)
-    );
-    assert!(
-        first["framesSentGrowthAfter"].as_i64().unwrap_or(0) > 0,
-        "the first publisher stopped sending: {first}"
+        "framesSentGrowthAfter",
     );
     let viewer = &result["viewer"];
-    assert_eq!(
-        viewer["statusAfter"],
-        "PLAYING",
-        "{:?}",
-        status_list(viewer)
-    );
-    assert!(
-        viewer["framesGrowthAfter"].as_i64().unwrap_or(0) > 0,
-        "the viewer decodes no more frames of the first publisher after the duplicate: {viewer}"
-    );
+    assert_goes_on("viewer", viewer, "PLAYING", "framesGrowthAfter");
     eprintln!(
         "[webrtc_publish] duplicate refused ({reason}); first publisher +{} frames sent, viewer \
          +{} frames decoded in 3 s after",
@@ -657,31 +671,20 @@ fn duplicate_publish_is_refused_and_the_first_goes_on() {
 #[test]
 fn vp8_publish_plays_over_webrtc_and_rtmp_players_are_refused() {
     let server = start_server(&[]);
-    let hold = HoldFile::new();
-    let mut script = Script::spawn(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "vp8cam",
-            "publish-play",
-            &[
-                "--video-codec",
-                "VP8",
-                "--play-ms",
-                "3000",
-                "--until-file",
-                &hold.arg(),
-                "--hold-ms",
-                "30000",
-                "--deadline-ms",
-                "100000",
-            ],
-        ),
-    );
-    assert!(
-        script.wait_stderr("phase=holding", secs(60)),
-        "the scenario never reached its hold: {}",
-        tail(&script.proc.stderr(), 30)
+    let (script, hold) = spawn_holding(
+        &server,
+        "vp8cam",
+        "publish-play",
+        &[
+            "--video-codec",
+            "VP8",
+            "--play-ms",
+            "3000",
+            "--hold-ms",
+            "30000",
+            "--deadline-ms",
+            "100000",
+        ],
     );
     let rest = server.find_stream("vp8cam");
     let rtmp = RtmpClient::player(server.rtmp_port, "live", "vp8cam").map(|mut c| {
@@ -748,26 +751,20 @@ fn vp8_publish_plays_over_webrtc_and_rtmp_players_are_refused() {
 #[test]
 fn vp9_only_publish_is_refused_with_codec_not_supported() {
     let server = start_server(&[]);
-    let result = run_script(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "vp9cam",
-            "publish",
-            &["--video-codec", "VP9", "--deadline-ms", "60000"],
-        ),
+    let result = run_publish(
+        &server,
+        "vp9cam",
+        "publish",
+        &["--video-codec", "VP9", "--deadline-ms", "60000"],
         secs(70),
     );
     let page = &result["pub"];
-    let statuses = status_list(page);
-    assert_eq!(page["status"], "FAILED", "{statuses:?}");
-    let reason = page["publish"]["reason"].as_str().unwrap_or_default();
-    assert!(
-        reason.contains("codec not supported"),
-        "FAILED reason for a VP9-only offer: {reason:?}"
+    assert_refused(
+        "VP9-only publisher",
+        page,
+        "codec not supported",
+        &page["publish"]["localAfter"],
     );
-    assert!(!statuses.iter().any(|s| s == "PUBLISHING"), "{statuses:?}");
-    assert_tracks_ended("refused publisher", &page["publish"]["localAfter"]);
     assert!(server.find_stream("vp9cam").is_none(), "REST lists vp9cam");
 }
 
@@ -781,14 +778,11 @@ fn vp9_only_publish_is_refused_with_codec_not_supported() {
 #[test]
 fn two_way_streaming_page_publishes_and_plays_back() {
     let server = start_server(&[]);
-    let result = run_script(
-        "publish.mjs",
-        &publish_args(
-            &server,
-            "mirror",
-            "twoway-page",
-            &["--play-ms", "2000", "--deadline-ms", "100000"],
-        ),
+    let result = run_publish(
+        &server,
+        "mirror",
+        "twoway-page",
+        &["--play-ms", "2000", "--deadline-ms", "100000"],
         secs(110),
     );
     let p = &result["page"];
@@ -829,6 +823,5 @@ fn two_way_streaming_page_publishes_and_plays_back() {
     assert_eq!(p["otherAfterStop"], "STOPPED", "{p}");
     assert_eq!(p["playAfterStop"], "STOPPED", "{p}");
     assert_eq!(p["publishAfterStop"], "STOPPED", "{p}");
-    let (gone, v) = server.wait_stream("mirror", secs(10), |v| v.is_none());
-    assert!(gone, "REST still lists the stream after Stop: {v:?}");
+    assert_gone(&server, "mirror", "REST still lists the stream after Stop");
 }

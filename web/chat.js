@@ -4,36 +4,19 @@
 // tried again every 2 s, at most MAX_RETRIES times in a row. URL parameters: ?me=NAME&other=NAME
 // fill the names, &start=1 starts at load.
 
-import { Session, SESSION_STATUS, STREAM_STATUS, EVENT } from './sdk/mediarouter.js';
+import { SESSION_STATUS, STREAM_STATUS, EVENT } from './sdk/mediarouter.js';
+import { $, log, showStatus, statusLine, connectSession, disconnectOnLeave, unmuteButton, onSubmit } from './page.js';
 
 /** Seconds between two plays of the other participant. */
 const RETRY_MS = 2000;
 /** Plays of the other participant in a row before giving up. */
 const MAX_RETRIES = 30;
 
-const $ = (id) => document.getElementById(id);
-const logList = $('log');
 const FINAL = [STREAM_STATUS.STOPPED, STREAM_STATUS.FAILED];
 
 /** Page state, also reachable as window.chat for debugging and tests. */
 const chat = { session: null, local: null, remote: null, retries: 0, totalRetries: 0, retryTimer: null, active: false };
 window.chat = chat;
-
-function log(text) {
-  const li = document.createElement('li');
-  const time = document.createElement('time');
-  time.textContent = new Date().toLocaleTimeString();
-  li.append(time, text);
-  logList.prepend(li);
-  while (logList.children.length > 100) logList.lastChild.remove();
-}
-
-function showStatus(side, status, reason) {
-  const badge = $(`${side}-status`);
-  badge.textContent = status;
-  badge.dataset.status = status;
-  $(`${side}-reason`).textContent = reason || '';
-}
 
 function callUi(active) {
   $('start').disabled = active;
@@ -43,18 +26,14 @@ function callUi(active) {
   $('other-name').disabled = active;
 }
 
-async function session() {
-  if (chat.session && chat.session.status === SESSION_STATUS.ESTABLISHED) return chat.session;
-  const s = new Session();
-  chat.session = s;
-  s.on(EVENT.STATUS, (e) => {
-    log(`session ${e.status}${e.reason ? ': ' + e.reason : ''}`);
-    $('session-info').textContent = e.status === SESSION_STATUS.ESTABLISHED ? `session ${s.sessionId || ''}` : `session ${e.status.toLowerCase()}`;
-    if (e.status === SESSION_STATUS.DISCONNECTED || e.status === SESSION_STATUS.FAILED) hangup(false);
+/** The session, connected; its end ends the call. */
+function session() {
+  return connectSession(chat, {
+    showServer: false,
+    onStatus: (e) => {
+      if (e.status === SESSION_STATUS.DISCONNECTED || e.status === SESSION_STATUS.FAILED) hangup(false);
+    },
   });
-  s.on(EVENT.ERROR, (e) => log(`server error ${e.code}: ${e.message}`));
-  await s.connect();
-  return s;
 }
 
 /** Whether a play's end means "the other is not (or no longer) publishing": worth a retry. */
@@ -70,7 +49,7 @@ function publishMine(s, me) {
   stream.on(EVENT.STATUS, (e) => {
     if (stream !== chat.local) return;
     showStatus('publish', e.status, e.reason);
-    log(`you (${me}): ${e.status}${e.reason ? ' – ' + e.reason : ''}`);
+    log(statusLine(`you (${me})`, e));
   });
   stream.publish().catch(() => {});
 }
@@ -82,7 +61,7 @@ function playOther(s, other) {
   stream.on(EVENT.STATUS, (e) => {
     if (stream !== chat.remote) return;
     showStatus('play', e.status, e.reason);
-    log(`${other}: ${e.status}${e.reason ? ' – ' + e.reason : ''}`);
+    log(statusLine(other, e));
     if (e.status === STREAM_STATUS.PLAYING) chat.retries = 0;
     if (FINAL.includes(e.status) && chat.active && otherAbsent(e)) scheduleRetry(s, other);
   });
@@ -148,26 +127,10 @@ function hangup(stop = true) {
   log('hung up');
 }
 
-function updateUnmute() {
-  $('unmute').textContent = $('remote-video').muted ? 'Unmute' : 'Mute';
-}
-
-$('chat-form').addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  start();
-});
+onSubmit('chat-form', start);
 $('hangup').addEventListener('click', () => hangup());
-$('unmute').addEventListener('click', () => {
-  if (!chat.remote) return;
-  if ($('remote-video').muted) chat.remote.unmute().then(updateUnmute);
-  else {
-    chat.remote.mute();
-    updateUnmute();
-  }
-});
-window.addEventListener('pagehide', () => {
-  if (chat.session) chat.session.disconnect();
-});
+unmuteButton($('remote-video'), () => chat.remote);
+disconnectOnLeave(chat);
 
 const params = new URLSearchParams(location.search);
 if (params.get('me')) $('my-name').value = params.get('me');

@@ -3,84 +3,52 @@
 // server's reason) and live stats once a second. URL parameters: ?publish=NAME&play=NAME fill
 // the names.
 
-import { Session, SESSION_STATUS, STREAM_STATUS, EVENT } from './sdk/mediarouter.js';
-
-const $ = (id) => document.getElementById(id);
-const logList = $('log');
+import { STREAM_STATUS, EVENT } from './sdk/mediarouter.js';
+import {
+  $,
+  log,
+  showStatus,
+  statusLine,
+  statsText,
+  codecsText,
+  showStats,
+  clearStats,
+  refreshStats,
+  connectSession,
+  disconnectOnLeave,
+  unmuteButton,
+  onSubmit,
+} from './page.js';
 
 /** Page state, also reachable as window.twoway for debugging and tests. */
 const twoway = { session: null, publisher: null, player: null, timer: null };
 window.twoway = twoway;
 
-function log(text) {
-  const li = document.createElement('li');
-  const time = document.createElement('time');
-  time.textContent = new Date().toLocaleTimeString();
-  li.append(time, text);
-  logList.prepend(li);
-  while (logList.children.length > 100) logList.lastChild.remove();
-}
-
-function setText(id, value) {
-  $(id).textContent = value === null || value === undefined || value === '' ? '–' : String(value);
-}
-
-function showStatus(side, status, reason) {
-  const badge = $(`${side}-status`);
-  badge.textContent = status;
-  badge.dataset.status = status;
-  $(`${side}-reason`).textContent = reason || '';
-}
-
 const FINAL = [STREAM_STATUS.STOPPED, STREAM_STATUS.FAILED];
-const PUBLISH_STATS = ['publish-resolution', 'publish-fps', 'publish-bitrate', 'publish-frames', 'publish-codec'];
-const PLAY_STATS = ['play-resolution', 'play-fps', 'play-bitrate', 'play-frames', 'play-codecs'];
+/** The stats of each side: #publish-KEY and #play-KEY. */
+const PUBLISH_STATS = ['resolution', 'fps', 'bitrate', 'frames', 'codec'];
+const PLAY_STATS = ['resolution', 'fps', 'bitrate', 'frames', 'codecs'];
 
-/** The session, connected (a new one when the last one ended). */
-async function session() {
-  if (twoway.session && twoway.session.status === SESSION_STATUS.ESTABLISHED) return twoway.session;
-  const s = new Session();
-  twoway.session = s;
-  s.on(EVENT.STATUS, (e) => {
-    log(`session ${e.status}${e.reason ? ': ' + e.reason : ''}`);
-    $('session-info').textContent = e.status === SESSION_STATUS.ESTABLISHED ? `session ${s.sessionId || ''} · ${s.server || ''}` : `session ${e.status.toLowerCase()}`;
-  });
-  s.on(EVENT.ERROR, (e) => log(`server error ${e.code}: ${e.message}`));
-  await s.connect();
-  return s;
-}
+/** The page state's field of a side's stream. */
+const streamKey = (side) => (side === 'publish' ? 'publisher' : 'player');
 
 async function updateStats() {
   const pub = twoway.publisher;
   if (pub && !FINAL.includes(pub.status)) {
-    const s = await pub.getStats().catch(() => null);
-    if (s && pub === twoway.publisher) {
-      setText('publish-resolution', s.width && s.height ? `${s.width}x${s.height}` : null);
-      setText('publish-fps', s.framesPerSecond != null ? Math.round(s.framesPerSecond) : null);
-      setText('publish-bitrate', s.bitrateKbps != null ? `${s.bitrateKbps} kbps` : null);
-      setText('publish-frames', s.framesSent);
-      setText('publish-codec', [s.videoCodec, s.audioCodec].filter(Boolean).join(' + '));
-    }
+    await refreshStats(pub, () => pub === twoway.publisher, (s) => showStats('publish', { ...statsText(s), frames: s.framesSent, codec: codecsText(s) }));
   }
   const play = twoway.player;
   if (play && !FINAL.includes(play.status)) {
-    const s = await play.getStats().catch(() => null);
-    if (s && play === twoway.player) {
-      setText('play-resolution', s.width && s.height ? `${s.width}x${s.height}` : null);
-      setText('play-fps', s.framesPerSecond != null ? Math.round(s.framesPerSecond) : null);
-      setText('play-bitrate', s.bitrateKbps != null ? `${s.bitrateKbps} kbps` : null);
-      setText('play-frames', s.framesDecoded);
-      setText('play-codecs', [s.videoCodec, s.audioCodec].filter(Boolean).join(' + '));
-    }
+    await refreshStats(play, () => play === twoway.player, (s) => showStats('play', { ...statsText(s), frames: s.framesDecoded, codecs: codecsText(s) }));
   }
 }
 
 /** Wires a stream's status events to one side of the page. */
 function follow(stream, side, onEnd) {
   stream.on(EVENT.STATUS, (e) => {
-    if (stream !== twoway[side === 'publish' ? 'publisher' : 'player']) return;
+    if (stream !== twoway[streamKey(side)]) return;
     showStatus(side, e.status, e.reason);
-    log(`${side} ${stream.name}: ${e.status}${e.reason ? ' – ' + e.reason : ''}`);
+    log(statusLine(`${side} ${stream.name}`, e));
     if (FINAL.includes(e.status)) onEnd();
   });
 }
@@ -96,23 +64,42 @@ function playUi(active) {
   $('unmute').disabled = !active;
 }
 
-async function publish() {
-  const name = $('publish-name').value.trim();
-  if (!name) return $('publish-name').focus();
-  for (const id of PUBLISH_STATS) setText(id, null);
-  publishUi(true);
-  showStatus('publish', 'CONNECTING');
+/** The name typed in for a side, or '' (with the input focused) when there is none. */
+function nameOf(side) {
+  const input = $(`${side}-name`);
+  const name = input.value.trim();
+  if (!name) input.focus();
+  return name;
+}
+
+/**
+ * Opens one side for `name`: clears its stats, shows CONNECTING, connects the session and makes
+ * the stream shown on the video `videoId`, kept in the page state and followed. Null when the
+ * session could not connect (the side then shows FAILED).
+ */
+async function openSide(side, name, videoId, stats, ui) {
+  clearStats(side, stats);
+  ui(true);
+  showStatus(side, 'CONNECTING');
   let s;
   try {
-    s = await session();
+    s = await connectSession(twoway);
   } catch (e) {
-    showStatus('publish', 'FAILED', e.message);
-    publishUi(false);
-    return;
+    showStatus(side, 'FAILED', e.message);
+    ui(false);
+    return null;
   }
-  const stream = s.createStream({ name, display: $('local-video') });
-  twoway.publisher = stream;
-  follow(stream, 'publish', () => publishUi(false));
+  const stream = s.createStream({ name, display: $(videoId) });
+  twoway[streamKey(side)] = stream;
+  follow(stream, side, () => ui(false));
+  return stream;
+}
+
+async function publish() {
+  const name = nameOf('publish');
+  if (!name) return;
+  const stream = await openSide('publish', name, 'local-video', PUBLISH_STATS, publishUi);
+  if (!stream) return;
   stream.on(EVENT.LOCAL_STREAM, (e) => log(`camera: ${e.mediaStream.getTracks().map((t) => t.kind).join(' + ')}`));
   stream.publish().catch(() => {
     // The status event already shows why.
@@ -120,52 +107,21 @@ async function publish() {
 }
 
 async function play() {
-  const name = $('play-name').value.trim();
-  if (!name) return $('play-name').focus();
+  const name = nameOf('play');
+  if (!name) return;
   if (twoway.player) twoway.player.stop();
-  for (const id of PLAY_STATS) setText(id, null);
-  playUi(true);
-  showStatus('play', 'CONNECTING');
-  let s;
-  try {
-    s = await session();
-  } catch (e) {
-    showStatus('play', 'FAILED', e.message);
-    playUi(false);
-    return;
-  }
-  const stream = s.createStream({ name, display: $('remote-video') });
-  twoway.player = stream;
-  follow(stream, 'play', () => playUi(false));
+  const stream = await openSide('play', name, 'remote-video', PLAY_STATS, playUi);
+  if (!stream) return;
   updateUnmute();
   stream.play().catch(() => {});
 }
 
-function updateUnmute() {
-  $('unmute').textContent = $('remote-video').muted ? 'Unmute' : 'Mute';
-}
-
-$('publish-form').addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  publish();
-});
-$('play-form').addEventListener('submit', (ev) => {
-  ev.preventDefault();
-  play();
-});
+const updateUnmute = unmuteButton($('remote-video'), () => twoway.player);
+onSubmit('publish-form', publish);
+onSubmit('play-form', play);
 $('publish-stop').addEventListener('click', () => twoway.publisher && twoway.publisher.stop());
 $('play-stop').addEventListener('click', () => twoway.player && twoway.player.stop());
-$('unmute').addEventListener('click', () => {
-  if (!twoway.player) return;
-  if ($('remote-video').muted) twoway.player.unmute().then(updateUnmute);
-  else {
-    twoway.player.mute();
-    updateUnmute();
-  }
-});
-window.addEventListener('pagehide', () => {
-  if (twoway.session) twoway.session.disconnect();
-});
+disconnectOnLeave(twoway);
 twoway.timer = setInterval(updateStats, 1000);
 
 const params = new URLSearchParams(location.search);

@@ -8,7 +8,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { run, launch, forwardConsole, pollUntil, withTimeout } from './lib.mjs';
+import { run, launch, openPage, pollUntil, text } from './lib.mjs';
 
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
@@ -34,14 +34,7 @@ run(
       log(`screenshot ${file}`);
     };
 
-    const open = async (url, label) => {
-      const page = await context.newPage();
-      forwardConsole(page, log, label);
-      const res = await withTimeout(page.goto(url, { waitUntil: 'load', timeout: 15000 }), 20000, `load ${url}`);
-      if (!res || !res.ok()) throw new Error(`${url}: HTTP ${res ? res.status() : 'no response'}`);
-      return page;
-    };
-    const text = (page, sel) => page.locator(sel).first().textContent({ timeout: 2000 }).then((t) => (t || '').trim()).catch(() => null);
+    const open = (url, label) => openPage(context, url, log, label);
 
     /** Waits for the Player's badge to show PLAYING and the stats to show a resolution and a frame rate. */
     const readPlayer = async (page) => {

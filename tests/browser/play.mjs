@@ -11,9 +11,7 @@
 //
 // Progress markers on stderr ("page0 console.info: status=PLAYING ...") let a test act on time.
 
-import { run, launch, openWithSdk, sleep, pollUntil } from './lib.mjs';
-
-const FINAL = ['STOPPED', 'FAILED'];
+import { run, launch, openWithSdk, pollUntil, sdkSetup, playFirstFrame, getStats, statusOf, statuses, measurePlaying, report, FINAL } from './lib.mjs';
 
 run(
   'play',
@@ -46,41 +44,6 @@ run(
   },
 );
 
-/** In the page: session, stream and the status recorder. */
-async function setup({ name, serverOffer, label }) {
-  const { Session, EVENT } = window.mr;
-  const t = (window.t = { statuses: [], sessionStatuses: [], errors: [], tracks: [], t0: null, firstVideoFrameMs: null });
-  const since = () => (t.t0 === null ? 0 : Math.round(performance.now() - t.t0));
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  video.playsInline = true;
-  video.style.width = '320px';
-  document.body.prepend(video);
-  t.video = video;
-  const session = (t.session = new Session());
-  session.on(EVENT.STATUS, (e) => {
-    t.sessionStatuses.push({ status: e.status, reason: e.reason ?? null, t: since() });
-    console.info(`${label} session=${e.status} ${e.reason || ''}`);
-  });
-  session.on(EVENT.ERROR, (e) => {
-    t.errors.push({ code: e.code, message: e.message, ref: e.ref ?? null, t: since() });
-    console.info(`${label} error=${e.code} ${e.message}`);
-  });
-  try {
-    await session.connect();
-  } catch (e) {
-    return { connectError: e.message, sessionId: null, server: null, keepaliveMs: null };
-  }
-  const stream = (t.stream = session.createStream({ name, display: video, serverOffer }));
-  stream.on(EVENT.STATUS, (e) => {
-    t.statuses.push({ status: e.status, reason: e.reason ?? null, info: e.info ?? null, t: since() });
-    console.info(`${label} status=${e.status} ${e.reason || ''}`);
-  });
-  stream.on(EVENT.TRACK, (e) => t.tracks.push(e.track.kind));
-  return { sessionId: session.sessionId ?? null, server: session.server ?? null, keepaliveMs: session.keepaliveMs ?? null };
-}
-
 /** In the page: raw junk on the session's own socket, then a ping. */
 async function junk() {
   const t = window.t;
@@ -105,30 +68,6 @@ async function junk() {
   return { errors: t.errors.slice(before), pongMs, pingError, sessionStatus: t.session.status };
 }
 
-/** In the page: play() and wait for the first decoded frame (or a final status, or the timeout). */
-async function playAndFirstFrame({ timeoutMs }) {
-  const t = window.t;
-  t.t0 = performance.now();
-  if ('requestVideoFrameCallback' in t.video) {
-    t.video.requestVideoFrameCallback(() => {
-      t.firstVideoFrameMs = Math.round(performance.now() - t.t0);
-    });
-  }
-  t.stream.play().catch(() => {});
-  const deadline = t.t0 + timeoutMs;
-  while (performance.now() < deadline) {
-    const s = await t.stream.getStats();
-    if (s && s.framesDecoded > 0) return { ttffMs: Math.round(performance.now() - t.t0), stats: s };
-    if (['STOPPED', 'FAILED'].includes(t.stream.status)) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { ttffMs: null, stats: await t.stream.getStats() };
-}
-
-const getStats = (page) => page.evaluate(() => window.t.stream.getStats());
-const statusOf = (page) => page.evaluate(() => window.t.stream.status);
-const statuses = (page) => page.evaluate(() => window.t.statuses);
-
 /** Whether `wanted` appears in order (not necessarily adjacent) in `seen` from index `from`. */
 function sequenceIndex(seen, wanted, from) {
   let j = 0;
@@ -144,7 +83,7 @@ function sequenceIndex(seen, wanted, from) {
 async function playOne(page, i, args, log) {
   const label = `page${i}`;
   const out = { index: i };
-  Object.assign(out, await page.evaluate(setup, { name: args.name, serverOffer: args.serverOffer, label }));
+  Object.assign(out, await page.evaluate(sdkSetup, { name: args.name, serverOffer: args.serverOffer, label, timesFromPlay: true }));
   log(`${label}: session ${out.sessionId} (${out.server})`);
   if (out.connectError) {
     log(`${label}: session did not connect: ${out.connectError}`);
@@ -159,11 +98,7 @@ async function playOne(page, i, args, log) {
     log(`${label}: junk answered with ${JSON.stringify(out.junk)}`);
   }
 
-  const first = await page.evaluate(playAndFirstFrame, { timeoutMs: args.firstFrameTimeoutMs });
-  out.ttffMs = first.ttffMs;
-  out.firstStats = first.stats;
-  out.firstVideoFrameMs = await page.evaluate(() => window.t.firstVideoFrameMs);
-  log(`${label}: first decoded frame after ${out.ttffMs} ms (video frame callback ${out.firstVideoFrameMs} ms)`);
+  Object.assign(out, await playFirstFrame(page, label, log, { timeoutMs: args.firstFrameTimeoutMs, timesFromPlay: true }));
 
   // A sequence of statuses to wait for after the play started (e.g. UNPUBLISHED,PLAYING).
   if (args.waitFor) {
@@ -191,15 +126,7 @@ async function playOne(page, i, args, log) {
   }
 
   // Play on for play-ms and measure that decoding goes on.
-  if (!FINAL.includes(await statusOf(page))) {
-    const a = await getStats(page);
-    await sleep(args.playMs);
-    const b = await getStats(page);
-    out.statsStart = a;
-    out.statsEnd = b;
-    out.framesGrowth = a && b ? b.framesDecoded - a.framesDecoded : null;
-    out.samplesGrowth = a && b ? b.audioSamples - a.audioSamples : null;
-  }
+  await measurePlaying(page, args.playMs, out);
   out.videoPaused = await page.evaluate(() => window.t.video.paused);
   out.videoSize = await page.evaluate(() => [window.t.video.videoWidth, window.t.video.videoHeight]);
 
@@ -210,11 +137,7 @@ async function playOne(page, i, args, log) {
     });
     await pollUntil(async () => FINAL.includes(await statusOf(page)), 8000, 50);
   }
-  out.statuses = await statuses(page);
-  out.status = await statusOf(page);
-  out.tracks = await page.evaluate(() => window.t.tracks);
-  out.errors = await page.evaluate(() => window.t.errors);
-  out.sessionStatuses = await page.evaluate(() => window.t.sessionStatuses);
+  await report(page, out);
   log(`${label}: statuses ${out.statuses.map((s) => s.status + (s.reason ? `(${s.reason})` : '')).join(' -> ')}`);
   return out;
 }

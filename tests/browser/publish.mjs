@@ -34,9 +34,24 @@
 // (chat), --drop-ms (keyframe), --deadline-ms.
 
 import fs from 'node:fs';
-import { run, launch, openWithSdk, forwardConsole, sleep, pollUntil, withTimeout } from './lib.mjs';
-
-const FINAL = ['STOPPED', 'FAILED'];
+import {
+  run,
+  launch,
+  openPage,
+  openWithSdk,
+  sleep,
+  pollUntil,
+  text,
+  sdkSetup,
+  playFirstFrame,
+  measurePlaying,
+  getStats,
+  statusOf,
+  statuses,
+  measure,
+  report,
+  FINAL,
+} from './lib.mjs';
 
 run(
   'publish',
@@ -72,44 +87,6 @@ run(
 // In-page helpers (run with page.evaluate; they use window.mr, the SDK module)
 // ------------------------------------------------------------------------------------------------
 
-/** In the page: a session and one stream, with the status recorder in window.t. */
-async function setup({ name, label, preview }) {
-  const { Session, EVENT } = window.mr;
-  const t = (window.t = { statuses: [], sessionStatuses: [], errors: [], tracks: [], t0: performance.now(), firstVideoFrameMs: null, local: null });
-  const since = () => Math.round(performance.now() - t.t0);
-  const video = document.createElement('video');
-  video.muted = true;
-  video.autoplay = true;
-  video.playsInline = true;
-  video.style.width = '320px';
-  document.body.prepend(video);
-  t.video = video;
-  const session = (t.session = new Session());
-  session.on(EVENT.STATUS, (e) => {
-    t.sessionStatuses.push({ status: e.status, reason: e.reason ?? null, t: since() });
-    console.info(`${label} session=${e.status} ${e.reason || ''}`);
-  });
-  session.on(EVENT.ERROR, (e) => {
-    t.errors.push({ code: e.code, message: e.message, ref: e.ref ?? null, t: since() });
-    console.info(`${label} error=${e.code} ${e.message}`);
-  });
-  try {
-    await session.connect();
-  } catch (e) {
-    return { connectError: e.message };
-  }
-  const stream = (t.stream = session.createStream({ name, display: preview === false ? undefined : video }));
-  stream.on(EVENT.STATUS, (e) => {
-    t.statuses.push({ status: e.status, reason: e.reason ?? null, info: e.info ?? null, t: since() });
-    console.info(`${label} status=${e.status} ${e.reason || ''}`);
-  });
-  stream.on(EVENT.TRACK, (e) => t.tracks.push(e.track.kind));
-  stream.on(EVENT.LOCAL_STREAM, (e) => {
-    t.local = e.mediaStream.getTracks().map((tr) => ({ kind: tr.kind, label: tr.label, state: tr.readyState }));
-  });
-  return { sessionId: session.sessionId ?? null, server: session.server ?? null };
-}
-
 /** In the page: publish() and wait for PUBLISHING (or a final status, or the timeout). */
 async function publishAndWait({ videoCodec, timeoutMs }) {
   const t = window.t;
@@ -130,42 +107,8 @@ async function publishAndWait({ videoCodec, timeoutMs }) {
   };
 }
 
-/** In the page: play() and wait for the first decoded frame (or a final status, or the timeout). */
-async function playAndFirstFrame({ timeoutMs }) {
-  const t = window.t;
-  t.p0 = performance.now();
-  if ('requestVideoFrameCallback' in t.video) {
-    t.video.requestVideoFrameCallback(() => {
-      t.firstVideoFrameMs = Math.round(performance.now() - t.p0);
-    });
-  }
-  t.stream.play().catch(() => {});
-  const deadline = t.p0 + timeoutMs;
-  while (performance.now() < deadline) {
-    const s = await t.stream.getStats();
-    if (s && s.framesDecoded > 0) return { ttffMs: Math.round(performance.now() - t.p0), stats: s };
-    if (['STOPPED', 'FAILED'].includes(t.stream.status)) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { ttffMs: null, stats: await t.stream.getStats() };
-}
-
 /** In the page: the local tracks' state (after a stop they must be ended when the SDK owned them). */
 const localTrackStates = () => (window.t.stream.localStream ? window.t.stream.localStream.getTracks().map((tr) => tr.readyState) : []);
-
-const getStats = (page) => page.evaluate(() => window.t.stream.getStats());
-const statusOf = (page) => page.evaluate(() => window.t.stream.status);
-const statuses = (page) => page.evaluate(() => window.t.statuses);
-
-/** Samples stats now and after `ms`: the start, the end and the growth of `key`. */
-async function measure(page, ms, keys) {
-  const a = await getStats(page);
-  await sleep(ms);
-  const b = await getStats(page);
-  const growth = {};
-  for (const k of keys) growth[k] = a && b ? b[k] - a[k] : null;
-  return { start: a, end: b, growth };
-}
 
 /** Stops the page's stream (unless it ended) and waits (bounded) for a final status. */
 async function stopAndWait(page) {
@@ -182,7 +125,7 @@ function brief(list) {
 /** Opens a page with the SDK and a stream on a connected session. */
 async function sdkPage(context, base, name, label, log, preview) {
   const page = await openWithSdk(context, `${base}/index.html`, log, label);
-  const r = await page.evaluate(setup, { name, label, preview });
+  const r = await page.evaluate(sdkSetup, { name, label, preview });
   if (r.connectError) throw new Error(`${label}: session did not connect: ${r.connectError}`);
   log(`${label}: session ${r.sessionId} (${r.server})`);
   return page;
@@ -198,27 +141,9 @@ async function publishOn(page, label, args, log) {
 
 /** Plays on `page` and measures the first frame and a window of `playMs`. */
 async function playOn(page, label, args, log) {
-  const first = await page.evaluate(playAndFirstFrame, { timeoutMs: args.firstFrameTimeoutMs });
-  const out = { ttffMs: first.ttffMs, firstStats: first.stats };
-  out.firstVideoFrameMs = await page.evaluate(() => window.t.firstVideoFrameMs);
-  log(`${label}: first decoded frame after ${out.ttffMs} ms (video frame callback ${out.firstVideoFrameMs} ms)`);
-  if (!FINAL.includes(await statusOf(page))) {
-    const m = await measure(page, args.playMs, ['framesDecoded', 'audioSamples']);
-    out.statsStart = m.start;
-    out.statsEnd = m.end;
-    out.framesGrowth = m.growth.framesDecoded;
-    out.samplesGrowth = m.growth.audioSamples;
-  }
+  const out = await playFirstFrame(page, label, log, { timeoutMs: args.firstFrameTimeoutMs });
+  await measurePlaying(page, args.playMs, out);
   out.videoSize = await page.evaluate(() => [window.t.video.videoWidth, window.t.video.videoHeight]);
-  return out;
-}
-
-async function report(page, out) {
-  out.statuses = await statuses(page);
-  out.status = await statusOf(page);
-  out.errors = await page.evaluate(() => window.t.errors);
-  out.tracks = await page.evaluate(() => window.t.tracks);
-  out.sessionStatuses = await page.evaluate(() => window.t.sessionStatuses);
   return out;
 }
 
@@ -322,23 +247,6 @@ async function modeDuplicate({ context, base, args, log }) {
   return { pub: await report(pubPage, pub), second: await report(secondPage, second), viewer: await report(viewerPage, viewer) };
 }
 
-/** Opens a page of the server (no SDK import: the page loads it itself). */
-async function openPage(context, url, label, log) {
-  const page = await context.newPage();
-  forwardConsole(page, log, label);
-  const res = await withTimeout(page.goto(url, { waitUntil: 'load', timeout: 15000 }), 20000, `load ${url}`);
-  if (!res || !res.ok()) throw new Error(`${url}: HTTP ${res ? res.status() : 'no response'}`);
-  return page;
-}
-
-const text = (page, sel) =>
-  page
-    .locator(sel)
-    .first()
-    .textContent({ timeout: 2000 })
-    .then((t) => (t || '').trim())
-    .catch(() => null);
-
 /** Waits until the badge `sel` shows one of `wanted` (or a final status); returns what it shows. */
 async function waitBadge(page, sel, wanted, ms) {
   const r = await pollUntil(async () => {
@@ -354,7 +262,7 @@ async function modeChat({ context, base, args, log }) {
     { me: `${args.name}_bob`, other: `${args.name}_alice`, label: 'bob' },
   ];
   const pages = [];
-  for (const p of people) pages.push(await openPage(context, `${base}/chat.html`, p.label, log));
+  for (const p of people) pages.push(await openPage(context, `${base}/chat.html`, log, p.label));
   const start = async (page, p) => {
     await page.fill('#my-name', p.me);
     await page.fill('#other-name', p.other);
@@ -410,7 +318,7 @@ async function modeChat({ context, base, args, log }) {
 }
 
 async function modeTwowayPage({ context, base, args, log }) {
-  const page = await openPage(context, `${base}/twoway.html`, 'twoway', log);
+  const page = await openPage(context, `${base}/twoway.html`, log, 'twoway');
   const out = {};
   await page.fill('#publish-name', args.name);
   await page.click('#publish');
@@ -446,7 +354,7 @@ async function modeTwowayPage({ context, base, args, log }) {
   out.remoteVideo = await page.evaluate(() => [document.getElementById('remote-video').videoWidth, document.getElementById('remote-video').videoHeight]);
 
   // A second tab plays the same name on the same page.
-  const other = await openPage(context, `${base}/twoway.html`, 'twoway2', log);
+  const other = await openPage(context, `${base}/twoway.html`, log, 'twoway2');
   await other.fill('#play-name', args.name);
   await other.click('#play');
   out.otherPlayStatus = await waitBadge(other, '#play-status', ['PLAYING'], args.firstFrameTimeoutMs);

@@ -80,6 +80,20 @@ pub fn webrtc_players(v: Option<&Value>) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Waits (bounded by `timeout`) until REST's stream object of `name` (`None`: not listed)
+/// satisfies `pred`; panics with `failure` and the last object seen otherwise. Returns it.
+pub fn assert_stream(
+    server: &Server,
+    name: &str,
+    timeout: Duration,
+    pred: impl Fn(Option<&Value>) -> bool,
+    failure: &str,
+) -> Option<Value> {
+    let (ok, v) = server.wait_stream(name, timeout, pred);
+    assert!(ok, "{failure}: {v:?}");
+    v
+}
+
 /// Waits until REST shows the stream publishing with its video known.
 pub fn wait_publishing(server: &Server, name: &str) -> Value {
     let (ok, v) = server.wait_stream(name, Duration::from_secs(20), |v| {
@@ -154,6 +168,16 @@ impl Script {
         }
     }
 
+    /// Waits (bounded) until the script's stderr contains `marker`; panics with `failure` and the
+    /// stderr's tail otherwise.
+    pub fn expect_stderr(&mut self, marker: &str, timeout: Duration, failure: &str) {
+        assert!(
+            self.wait_stderr(marker, timeout),
+            "{failure}: {}",
+            tail(&self.proc.stderr(), 30)
+        );
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.proc.is_running()
     }
@@ -197,6 +221,14 @@ pub fn run_script(script: &str, args: &[String], timeout: Duration) -> Value {
 
 pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The arguments of a scenario on `server`'s web port for the stream `name`: `--base URL --name
+/// NAME`, then `extra`.
+pub fn scenario_args(server: &Server, name: &str, extra: &[&str]) -> Vec<String> {
+    let mut all = args(&["--base", &web_base(server), "--name", name]);
+    all.extend(args(extra));
+    all
 }
 
 /// The result with long SDP-like strings cut, for failure messages.

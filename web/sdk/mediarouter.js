@@ -100,6 +100,26 @@ export const VIDEO_CODEC = Object.freeze({
 });
 
 const FINAL_STREAM = new Set([STREAM_STATUS.STOPPED, STREAM_STATUS.FAILED]);
+
+/** What getStats() reads for each direction: the RTP entries and the names of their counters. */
+const STATS_SIDE = Object.freeze({
+  play: {
+    rtp: 'inbound-rtp',
+    bytes: 'bytesReceived',
+    frames: 'framesDecoded',
+    packets: 'packetsReceived',
+    videoPackets: 'videoPacketsReceived',
+    audioPackets: 'audioPacketsReceived',
+  },
+  publish: {
+    rtp: 'outbound-rtp',
+    bytes: 'bytesSent',
+    frames: 'framesSent',
+    packets: 'packetsSent',
+    videoPackets: 'videoPacketsSent',
+    audioPackets: 'audioPacketsSent',
+  },
+});
 const FINAL_SESSION = new Set([SESSION_STATUS.DISCONNECTED, SESSION_STATUS.FAILED]);
 
 /** The signalling URL of the page's own server: ws(s)://HOST/ws. */
@@ -626,21 +646,10 @@ export class Stream extends Emitter {
    * @returns {Promise<Stream>}
    */
   play() {
-    if (this.transport === 'ws') {
-      return Promise.reject(new Error("transport 'ws' (fMP4 over WebSocket) is not implemented yet (issue #6)"));
-    }
-    if (this.session.status !== SESSION_STATUS.ESTABLISHED) {
-      return Promise.reject(new Error(`session is ${this.session.status}, not ESTABLISHED`));
-    }
+    const notReady = this._notReady("transport 'ws' (fMP4 over WebSocket) is not implemented yet (issue #6)");
+    if (notReady) return Promise.reject(notReady);
     if (this.pc) return this._playing || Promise.resolve(this);
-    this._reset('play');
-    this._playing = this._waitFor(STREAM_STATUS.PLAYING, this.options.playTimeoutMs);
-
-    this._setStatus(STREAM_STATUS.PENDING, undefined, undefined, true);
-    this._startWebrtc().catch((e) => {
-      this._close(STREAM_STATUS.FAILED, `client: ${e.message || e}`, true);
-    });
-    return this._playing;
+    return this._begin('play', STREAM_STATUS.PLAYING, this.options.playTimeoutMs, () => this._startWebrtc());
   }
 
   /**
@@ -656,12 +665,8 @@ export class Stream extends Emitter {
    * @returns {Promise<Stream>}
    */
   publish(options = {}) {
-    if (this.transport === 'ws') {
-      return Promise.reject(new Error("transport 'ws' cannot publish: use 'webrtc'"));
-    }
-    if (this.session.status !== SESSION_STATUS.ESTABLISHED) {
-      return Promise.reject(new Error(`session is ${this.session.status}, not ESTABLISHED`));
-    }
+    const notReady = this._notReady("transport 'ws' cannot publish: use 'webrtc'");
+    if (notReady) return Promise.reject(notReady);
     if (this.pc) {
       return this.direction === 'publish' && this._playing ? this._playing : Promise.reject(new Error(`stream is busy (${this.direction})`));
     }
@@ -670,11 +675,33 @@ export class Stream extends Emitter {
     if (!Object.values(VIDEO_CODEC).includes(codec)) {
       return Promise.reject(new Error(`unknown videoCodec '${opts.videoCodec}' (${Object.values(VIDEO_CODEC).join(', ')})`));
     }
-    this._reset('publish');
-    this._playing = this._waitFor(STREAM_STATUS.PUBLISHING, opts.publishTimeoutMs || 0);
+    return this._begin('publish', STREAM_STATUS.PUBLISHING, opts.publishTimeoutMs || 0, () => this._startPublish({ ...opts, videoCodec: codec }));
+  }
+
+  /**
+   * @private Why play() or publish() cannot start now, or null: the 'ws' transport (`wsReason`),
+   * a session that is not ESTABLISHED.
+   * @returns {Error|null}
+   */
+  _notReady(wsReason) {
+    if (this.transport === 'ws') return new Error(wsReason);
+    if (this.session.status !== SESSION_STATUS.ESTABLISHED) {
+      return new Error(`session is ${this.session.status}, not ESTABLISHED`);
+    }
+    return null;
+  }
+
+  /**
+   * @private What play() and publish() share once they may start: resets the attempt, becomes
+   * PENDING and runs `start` (the negotiation; a failure ends the stream FAILED "client: ...").
+   * Returns the promise of the `wanted` status (see _waitFor).
+   */
+  _begin(direction, wanted, timeoutMs, start) {
+    this._reset(direction);
+    this._playing = this._waitFor(wanted, timeoutMs);
 
     this._setStatus(STREAM_STATUS.PENDING, undefined, undefined, true);
-    this._startPublish({ ...opts, videoCodec: codec }).catch((e) => {
+    start().catch((e) => {
       this._close(STREAM_STATUS.FAILED, `client: ${e.message || e}`, true);
     });
     return this._playing;
@@ -743,11 +770,6 @@ export class Stream extends Emitter {
   async getStats() {
     if (!this.pc) return null;
     if (this.direction === 'publish') return this._publishStats();
-    const report = await this.pc.getStats();
-    const codecs = new Map();
-    report.forEach((s) => {
-      if (s.type === 'codec') codecs.set(s.id, s);
-    });
     const out = {
       width: null,
       height: null,
@@ -763,45 +785,15 @@ export class Stream extends Emitter {
       audioPacketsReceived: 0,
       timestamp: 0,
     };
-    report.forEach((s) => {
+    return this._readStats(STATS_SIDE.play, out, (s) => {
       if (s.type !== 'inbound-rtp') return;
-      const codec = codecs.get(s.codecId);
-      const codecName = codec && codec.mimeType ? codec.mimeType.split('/')[1] : null;
       out.packetsLost += s.packetsLost || 0;
-      out.bytesReceived += s.bytesReceived || 0;
-      out.timestamp = Math.max(out.timestamp, s.timestamp || 0);
-      if (s.kind === 'video') {
-        out.width = s.frameWidth ?? out.width;
-        out.height = s.frameHeight ?? out.height;
-        out.framesPerSecond = s.framesPerSecond ?? out.framesPerSecond;
-        out.framesDecoded += s.framesDecoded || 0;
-        out.videoPacketsReceived += s.packetsReceived || 0;
-        if (codecName) out.videoCodec = codecName;
-      } else if (s.kind === 'audio') {
-        out.audioSamples += s.totalSamplesReceived || 0;
-        out.audioPacketsReceived += s.packetsReceived || 0;
-        if (codecName) out.audioCodec = codecName;
-      }
+      if (s.kind === 'audio') out.audioSamples += s.totalSamplesReceived || 0;
     });
-    const last = this._lastStats;
-    if (last && out.timestamp > last.timestamp) {
-      const secs = (out.timestamp - last.timestamp) / 1000;
-      out.bitrateKbps = Math.max(0, Math.round(((out.bytesReceived - last.bytesReceived) * 8) / 1000 / secs));
-      if (out.framesPerSecond == null && out.framesDecoded >= last.framesDecoded) {
-        out.framesPerSecond = Math.round((out.framesDecoded - last.framesDecoded) / secs);
-      }
-    }
-    this._lastStats = { timestamp: out.timestamp, bytesReceived: out.bytesReceived, framesDecoded: out.framesDecoded };
-    return out;
   }
 
   /** @private Sender statistics (outbound-rtp) of a publish. */
-  async _publishStats() {
-    const report = await this.pc.getStats();
-    const codecs = new Map();
-    report.forEach((s) => {
-      if (s.type === 'codec') codecs.set(s.id, s);
-    });
+  _publishStats() {
     const out = {
       width: null,
       height: null,
@@ -821,42 +813,66 @@ export class Stream extends Emitter {
       qualityLimitationReason: null,
       timestamp: 0,
     };
-    report.forEach((s) => {
+    return this._readStats(STATS_SIDE.publish, out, (s, codec) => {
       if (s.type === 'remote-inbound-rtp') {
         out.packetsLost += Math.max(0, s.packetsLost || 0);
         return;
       }
-      if (s.type !== 'outbound-rtp') return;
+      if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+      out.framesEncoded += s.framesEncoded || 0;
+      out.keyFramesEncoded += s.keyFramesEncoded || 0;
+      out.pliCount += s.pliCount || 0;
+      out.qualityLimitationReason = s.qualityLimitationReason ?? out.qualityLimitationReason;
+      if (codec && codec.sdpFmtpLine) out.videoFmtp = codec.sdpFmtpLine;
+    });
+  }
+
+  /**
+   * @private Fills `out` (StreamStats or PublishStats) from RTCPeerConnection.getStats(). The
+   * `side.rtp` entries (inbound-rtp or outbound-rtp) give what both directions count: bytes,
+   * frames, packets, the video size and frame rate, the codecs; `visit(entry, codec)` then sees
+   * every entry of the report for the rest. Last, the bitrate (and a frame rate when the browser
+   * gives none) since the previous call.
+   * @param {typeof STATS_SIDE.play} side
+   */
+  async _readStats(side, out, visit) {
+    const report = await this.pc.getStats();
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === 'codec') codecs.set(s.id, s);
+    });
+    report.forEach((s) => {
+      if (s.type !== side.rtp) {
+        visit(s, null);
+        return;
+      }
       const codec = codecs.get(s.codecId);
       const codecName = codec && codec.mimeType ? codec.mimeType.split('/')[1] : null;
-      out.bytesSent += s.bytesSent || 0;
+      out[side.bytes] += s[side.bytes] || 0;
       out.timestamp = Math.max(out.timestamp, s.timestamp || 0);
       if (s.kind === 'video') {
         out.width = s.frameWidth ?? out.width;
         out.height = s.frameHeight ?? out.height;
         out.framesPerSecond = s.framesPerSecond ?? out.framesPerSecond;
-        out.framesSent += s.framesSent || 0;
-        out.framesEncoded += s.framesEncoded || 0;
-        out.keyFramesEncoded += s.keyFramesEncoded || 0;
-        out.pliCount += s.pliCount || 0;
-        out.videoPacketsSent += s.packetsSent || 0;
-        out.qualityLimitationReason = s.qualityLimitationReason ?? out.qualityLimitationReason;
+        out[side.frames] += s[side.frames] || 0;
+        out[side.videoPackets] += s[side.packets] || 0;
         if (codecName) out.videoCodec = codecName;
-        if (codec && codec.sdpFmtpLine) out.videoFmtp = codec.sdpFmtpLine;
       } else if (s.kind === 'audio') {
-        out.audioPacketsSent += s.packetsSent || 0;
+        out[side.audioPackets] += s[side.packets] || 0;
         if (codecName) out.audioCodec = codecName;
       }
+      visit(s, codec);
     });
+    const { bytes, frames } = side;
     const last = this._lastStats;
     if (last && out.timestamp > last.timestamp) {
       const secs = (out.timestamp - last.timestamp) / 1000;
-      out.bitrateKbps = Math.max(0, Math.round(((out.bytesSent - last.bytesSent) * 8) / 1000 / secs));
-      if (out.framesPerSecond == null && out.framesSent >= last.framesSent) {
-        out.framesPerSecond = Math.round((out.framesSent - last.framesSent) / secs);
+      out.bitrateKbps = Math.max(0, Math.round(((out[bytes] - last[bytes]) * 8) / 1000 / secs));
+      if (out.framesPerSecond == null && out[frames] >= last[frames]) {
+        out.framesPerSecond = Math.round((out[frames] - last[frames]) / secs);
       }
     }
-    this._lastStats = { timestamp: out.timestamp, bytesSent: out.bytesSent, framesSent: out.framesSent };
+    this._lastStats = { timestamp: out.timestamp, [bytes]: out[bytes], [frames]: out[frames] };
     return out;
   }
 
@@ -864,9 +880,7 @@ export class Stream extends Emitter {
 
   /** @private Publish: local media, sendonly transceivers with the codec order, offer. */
   async _startPublish(opts) {
-    const iceServers = opts.iceServers || this.session.options.iceServers || [];
-    const pc = new RTCPeerConnection({ iceServers });
-    this.pc = pc;
+    const pc = this._newPeer(opts);
     // The server takes candidates only once it has made its answer: ours wait for it.
     this._localCandidates = [];
 
@@ -892,6 +906,50 @@ export class Stream extends Emitter {
     if (this.video) this._attachLocal();
     this._emit(EVENT.LOCAL_STREAM, { mediaStream: local });
 
+    const videoTracks = local.getVideoTracks();
+    const audioTracks = local.getAudioTracks();
+    if (videoTracks.length === 0 && audioTracks.length === 0) throw new Error('the local stream has no track');
+    for (const track of videoTracks.slice(0, 1)) {
+      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
+      preferVideoCodec(transceiver, opts.videoCodec);
+    }
+    for (const track of audioTracks.slice(0, 1)) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
+    }
+    await this._offer(pc, 'publish');
+  }
+
+  /** @private Publish: sends the candidates held until the server's answer. */
+  _flushLocalCandidates(pc) {
+    if (this.pc !== pc || !this._localCandidates) return;
+    const held = this._localCandidates;
+    this._localCandidates = null;
+    for (const candidate of held) this.session.send({ type: 'candidate', streamId: this.id, candidate });
+  }
+
+  /** @private Shows the local media on the display (always muted: no echo). */
+  _attachLocal() {
+    this._show(this.localStream, true, 'preview play()');
+  }
+
+  /** @private Stops the local tracks the SDK acquired (a given localStream is left alone). */
+  _releaseLocal() {
+    const local = this.localStream;
+    if (!local || !this._ownsLocal) return;
+    this._ownsLocal = false;
+    stopTracks(local);
+    if (this.video && this.video.srcObject === local) this.video.srcObject = null;
+  }
+
+  /**
+   * @private A new peer connection of this stream (play or publish), as `this.pc`: our ICE
+   * candidates go to the server (or wait in `_localCandidates` while it is a list), and a failed
+   * connection ends the stream FAILED.
+   */
+  _newPeer(opts) {
+    const iceServers = opts.iceServers || this.session.options.iceServers || [];
+    const pc = new RTCPeerConnection({ iceServers });
+    this.pc = pc;
     pc.onicecandidate = (ev) => {
       if (this.pc !== pc) return;
       const candidate = ev.candidate ? ev.candidate.toJSON() : null;
@@ -906,59 +964,22 @@ export class Stream extends Emitter {
         this._close(STREAM_STATUS.FAILED, 'peer connection failed (client side)', true);
       }
     };
+    return pc;
+  }
 
-    const videoTracks = local.getVideoTracks();
-    const audioTracks = local.getAudioTracks();
-    if (videoTracks.length === 0 && audioTracks.length === 0) throw new Error('the local stream has no track');
-    for (const track of videoTracks.slice(0, 1)) {
-      const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
-      preferVideoCodec(transceiver, opts.videoCodec);
-    }
-    for (const track of audioTracks.slice(0, 1)) {
-      pc.addTransceiver(track, { direction: 'sendonly', streams: [local] });
-    }
+  /** @private Makes our offer and sends it as `type` (play or publish), unless stopped meanwhile. */
+  async _offer(pc, type) {
     const offer = await pc.createOffer();
     if (this.pc !== pc) return;
     await pc.setLocalDescription(offer);
     if (this.pc !== pc) return;
     this._announced = true;
-    this.session.send({ type: 'publish', streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
+    this.session.send({ type, streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
   }
 
-  /** @private Publish: sends the candidates held until the server's answer. */
-  _flushLocalCandidates(pc) {
-    if (this.pc !== pc || !this._localCandidates) return;
-    const held = this._localCandidates;
-    this._localCandidates = null;
-    for (const candidate of held) this.session.send({ type: 'candidate', streamId: this.id, candidate });
-  }
-
-  /** @private Shows the local media on the display (always muted: no echo). */
-  _attachLocal() {
-    const v = this.video;
-    if (v.srcObject !== this.localStream) {
-      v.srcObject = this.localStream;
-      v.autoplay = true;
-      v.playsInline = true;
-      v.muted = true;
-    }
-    if (v.paused) v.play().catch((e) => console.debug('mediarouter: preview play() refused for now', e.message));
-  }
-
-  /** @private Stops the local tracks the SDK acquired (a given localStream is left alone). */
-  _releaseLocal() {
-    const local = this.localStream;
-    if (!local || !this._ownsLocal) return;
-    this._ownsLocal = false;
-    stopTracks(local);
-    if (this.video && this.video.srcObject === local) this.video.srcObject = null;
-  }
-
-  /** @private */
+  /** @private Play: recvonly transceivers (or the server's offer), the media on the display. */
   async _startWebrtc() {
-    const iceServers = this.options.iceServers || this.session.options.iceServers || [];
-    const pc = new RTCPeerConnection({ iceServers });
-    this.pc = pc;
+    const pc = this._newPeer(this.options);
     this.mediaStream = new MediaStream();
     if (this.video) this._attach();
 
@@ -967,18 +988,6 @@ export class Stream extends Emitter {
       this.mediaStream.addTrack(ev.track);
       if (this.video) this._attach();
       this._emit(EVENT.TRACK, { track: ev.track, mediaStream: this.mediaStream });
-    };
-    pc.onicecandidate = (ev) => {
-      if (this.pc !== pc) return;
-      this.session.send({ type: 'candidate', streamId: this.id, candidate: ev.candidate ? ev.candidate.toJSON() : null });
-    };
-    pc.onconnectionstatechange = () => {
-      if (this.pc !== pc) return;
-      this._emit(EVENT.CONNECTION_STATE, { state: pc.connectionState });
-      if (pc.connectionState === 'failed' && !FINAL_STREAM.has(this.status)) {
-        this.session.send({ type: 'stop', streamId: this.id });
-        this._close(STREAM_STATUS.FAILED, 'peer connection failed (client side)', true);
-      }
     };
 
     if (this.options.serverOffer) {
@@ -989,25 +998,28 @@ export class Stream extends Emitter {
     }
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
-    const offer = await pc.createOffer();
-    if (this.pc !== pc) return;
-    await pc.setLocalDescription(offer);
-    if (this.pc !== pc) return;
-    this._announced = true;
-    this.session.send({ type: 'play', streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
+    await this._offer(pc, 'play');
   }
 
   /** @private Puts the MediaStream on the video element (muted autoplay). */
   _attach() {
+    this._show(this.mediaStream, this.options.muted, 'video.play()');
+  }
+
+  /**
+   * @private Puts `media` on the display (autoplay, inline, muted when `muted`) and starts the
+   * video once the media has a track; `what` names the play() call in the debug message.
+   */
+  _show(media, muted, what) {
     const v = this.video;
-    if (v.srcObject !== this.mediaStream) {
-      v.srcObject = this.mediaStream;
+    if (v.srcObject !== media) {
+      v.srcObject = media;
       v.autoplay = true;
       v.playsInline = true;
-      if (this.options.muted) v.muted = true;
+      if (muted) v.muted = true;
     }
-    if (this.mediaStream.getTracks().length > 0 && v.paused) {
-      v.play().catch((e) => console.debug('mediarouter: video.play() refused for now', e.message));
+    if (media.getTracks().length > 0 && v.paused) {
+      v.play().catch((e) => console.debug(`mediarouter: ${what} refused for now`, e.message));
     }
   }
 
