@@ -26,7 +26,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
-use vod_client::{prop_bool, prop_num, prop_str, Msg, VodClient};
+use vod_client::{Msg, VodClient};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -66,58 +66,15 @@ fn run_ok(program: &str, args: &[String], timeout: Duration) -> String {
     p.stdout()
 }
 
-fn strs(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
 /// Encodes `seconds` of testsrc2 (`size`, 25 fps) + a 440 Hz tone into `out`: H.264 High with
 /// 2 B-frames and a keyframe exactly every second, AAC 44.1 kHz stereo 96 kb/s. The container
 /// follows the file name (`.mp4`: moov at the end unless `extra` says otherwise; `.flv`).
 fn encode(out: &Path, seconds: u32, size: &str, extra: &[&str]) {
-    let mut a = strs(&[
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={size}:rate={FIX_FPS}"),
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=44100",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-t",
-        &seconds.to_string(),
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "25",
-        "-keyint_min",
-        "25",
-        "-sc_threshold",
-        "0",
-        "-bf",
-        "2",
-        "-c:a",
-        "aac",
-        "-ac",
-        "2",
-        "-ar",
-        "44100",
-        "-b:a",
-        "96k",
-    ]);
-    a.extend(strs(extra));
+    let mut a = strings(&["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
+    a.extend(test_pattern_input(size, FIX_FPS, 440, false, seconds));
+    let x264 = ["-preset", "veryfast", "-bf", "2"];
+    a.extend(h264_aac_output(&x264, FIX_FPS));
+    a.extend(strings(extra));
     a.push(out.display().to_string());
     run_ok("ffmpeg", &a, secs(90));
     assert!(out.exists(), "ffmpeg made no {}", out.display());
@@ -195,7 +152,7 @@ impl FileInfo {
     fn probe(path: &Path) -> FileInfo {
         let out = run_ok(
             "ffprobe",
-            &strs(&[
+            &strings(&[
                 "-v",
                 "error",
                 "-count_frames",
@@ -268,13 +225,11 @@ impl FileInfo {
 
     /// Video DTS relative to the first video packet, in file order.
     fn video_rel(&self) -> Vec<f64> {
-        let d0 = self.video[0].dts;
-        self.video.iter().map(|p| p.dts - d0).collect()
+        relative_dts(&self.video)
     }
 
     fn audio_rel(&self) -> Vec<f64> {
-        let d0 = self.audio[0].dts;
-        self.audio.iter().map(|p| p.dts - d0).collect()
+        relative_dts(&self.audio)
     }
 
     /// Index of the keyframe at or before `target_ms` (relative video DTS).
@@ -285,6 +240,12 @@ impl FileInfo {
             .find(|&i| self.video[i].key && rel[i] <= target_ms as f64 + 0.5)
             .expect("a keyframe at or before the target")
     }
+}
+
+/// DTS relative to the first packet's.
+fn relative_dts(packets: &[Pkt]) -> Vec<f64> {
+    let d0 = packets[0].dts;
+    packets.iter().map(|p| p.dts - d0).collect()
 }
 
 /// A media root with the files the tests play.
@@ -313,25 +274,24 @@ impl Library {
 
     /// `media/NAME.mp4`: `seconds` at 320x240, moov at the end (checked).
     fn mp4(&self, name: &str, seconds: u32) -> FileInfo {
-        let p = self.file(&format!("{name}.mp4"));
-        encode(&p, seconds, "320x240", &[]);
-        assert_moov_position(&p, true);
-        FileInfo::probe(&p)
+        self.mp4_with(name, seconds, &[])
     }
 
     /// `media/NAME.mp4` (moov at the end) encoded with `extra` output options.
     fn mp4_with(&self, name: &str, seconds: u32, extra: &[&str]) -> FileInfo {
-        let p = self.file(&format!("{name}.mp4"));
-        encode(&p, seconds, "320x240", extra);
-        assert_moov_position(&p, true);
-        FileInfo::probe(&p)
+        self.mp4_file(name, seconds, extra, true)
     }
 
     /// `media/NAME.mp4` with its moov first (`-movflags +faststart`).
     fn mp4_faststart(&self, name: &str, seconds: u32) -> FileInfo {
+        self.mp4_file(name, seconds, &["-movflags", "+faststart"], false)
+    }
+
+    /// `media/NAME.mp4` at 320x240 with `extra` output options, its moov where it should be.
+    fn mp4_file(&self, name: &str, seconds: u32, extra: &[&str], moov_at_end: bool) -> FileInfo {
         let p = self.file(&format!("{name}.mp4"));
-        encode(&p, seconds, "320x240", &["-movflags", "+faststart"]);
-        assert_moov_position(&p, false);
+        encode(&p, seconds, "320x240", extra);
+        assert_moov_position(&p, moov_at_end);
         FileInfo::probe(&p)
     }
 
@@ -347,56 +307,25 @@ impl Library {
 // Clients
 // ------------------------------------------------------------------------------------------------
 
-/// Plays `url` with ffmpeg to its end (no `-t`: the server's Play.Stop ends it), decoding every
-/// frame (`-fps_mode passthrough`, so nothing is dropped or duplicated) to framecrc.
+/// Plays `url` with ffmpeg for `seconds` or to its end (None, no `-t`: the server's Play.Stop
+/// ends it), decoding every frame (`-fps_mode passthrough`, so nothing is dropped or duplicated)
+/// to framecrc.
 fn spawn_ffmpeg_player(url: &str, seconds: Option<u32>) -> Proc {
-    let mut a = strs(&[
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-rw_timeout",
-        "20000000",
-        "-i",
-        url,
-    ]);
-    if let Some(s) = seconds {
-        a.extend(strs(&["-t", &s.to_string()]));
-    }
-    a.extend(strs(&[
-        "-map",
-        "0:v:0",
-        "-map",
-        "0:a:0?",
-        "-fps_mode",
-        "passthrough",
-        "-f",
-        "framecrc",
-        "-",
-    ]));
-    Proc::spawn("ffmpeg-vod-player", "ffmpeg", &a)
+    let passthrough = ["-fps_mode", "passthrough"];
+    spawn_framecrc_player("ffmpeg-vod-player", url, seconds, &passthrough)
 }
 
-fn finish_ffmpeg_player(mut p: Proc, timeout: Duration) -> Played {
-    let status = p.wait_timeout(timeout);
-    if status.is_none() {
-        p.kill();
-    }
-    let (video, audio) = count_framecrc(&p.stdout());
-    Played {
-        video,
-        audio,
-        stderr: p.stderr(),
-        status,
-        elapsed: p.started.elapsed(),
-    }
+/// ffmpeg plays `vod/clip` to its end (killed after 30 s).
+fn ffmpeg_play_clip(server: &Server) -> Played {
+    let proc_ = spawn_ffmpeg_player(&server.url_app("vod", "clip"), None);
+    finish_framecrc_player(proc_, secs(30))
 }
 
 /// ffprobe of an RTMP URL: format duration and the streams.
 fn probe_url(url: &str) -> Value {
     let out = run_ok(
         "ffprobe",
-        &strs(&[
+        &strings(&[
             "-v",
             "error",
             "-rw_timeout",
@@ -456,6 +385,36 @@ fn compare_ts(what: &str, got: &[u32], want: &[f64]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A player of `vod/clip` on a thread of its own, playing it to Play.Stop while a test does
+/// something else to the server.
+struct GoodPlayer(thread::JoinHandle<(usize, bool, String)>);
+
+impl GoodPlayer {
+    fn start(port: u16) -> GoodPlayer {
+        GoodPlayer(thread::spawn(move || {
+            let mut c = VodClient::player(port, "vod", "clip", "good").expect("good player");
+            let stop = play_to_stop(&mut c, 0, secs(30));
+            (
+                c.video_frames(0, c.log.len()).len(),
+                stop.is_some(),
+                c.describe(0),
+            )
+        }))
+    }
+
+    /// Asserts the player reached Play.Stop with every video frame of `clip`.
+    fn assert_played_to_the_end(self, clip: &FileInfo, who: &str) {
+        let (frames, stopped, seen) = self.0.join().expect("good player thread");
+        assert!(stopped, "{who} did not reach Play.Stop: {seen}");
+        assert_eq!(
+            frames,
+            clip.video.len(),
+            "{who} got {frames} video frames of {}: {seen}",
+            clip.video.len()
+        );
+    }
 }
 
 fn status_codes(c: &VodClient) -> Vec<String> {
@@ -530,7 +489,7 @@ fn ffmpeg_and_ffprobe_play_mp4_and_flv_files_with_duration_codecs_and_every_fram
     }
 
     for (name, info, proc_) in players {
-        let played = finish_ffmpeg_player(proc_, secs(40));
+        let played = finish_framecrc_player(proc_, secs(40));
         assert!(
             played.status.is_some(),
             "ffmpeg player of vod/{name} still running 40 s after its start (no Play.Stop?): {played:?}"
@@ -824,12 +783,7 @@ fn check_full_play(
         );
     }
     assert!(
-        find(
-            &c,
-            0,
-            |m| matches!(m, Msg::Status { level, .. } if level == "error")
-        )
-        .is_none(),
+        find(&c, 0, |m| m.is_error()).is_none(),
         "{label}: an error status: {all}"
     );
     eprintln!(
@@ -1101,9 +1055,7 @@ fn missing_files_traversal_absolute_paths_and_escaping_symlinks_are_not_found() 
     ];
     for name in &names {
         let mut c = vod_player(&server, "vod", name);
-        let i = c.wait_from(0, secs(6), |m| {
-            matches!(m, Msg::Status { level, .. } if level == "error") || m.is_media_frame()
-        });
+        let i = c.wait_from(0, secs(6), |m| m.is_error() || m.is_media_frame());
         let all = c.describe(0);
         let i = i.unwrap_or_else(|| panic!("vod/{name}: no error status within 6 s: {all}"));
         assert!(
@@ -1134,10 +1086,7 @@ fn missing_files_traversal_absolute_paths_and_escaping_symlinks_are_not_found() 
     let mut c = vod_player(&server, "vod", "clip");
     c.wait_from(0, secs(10), |m| m.is_video_frame())
         .unwrap_or_else(|| panic!("vod/clip after the refusals: {}", c.describe(0)));
-    let played = finish_ffmpeg_player(
-        spawn_ffmpeg_player(&server.url_app("vod", "clip"), None),
-        secs(30),
-    );
+    let played = ffmpeg_play_clip(&server);
     assert!(
         played.success() && played.video > 40,
         "ffmpeg vod/clip: {played:?}"
@@ -1177,15 +1126,7 @@ fn truncated_and_corrupt_files_fail_cleanly_while_others_keep_playing() {
     let port = server.rtmp_port;
 
     // A good player all along.
-    let good = thread::spawn(move || {
-        let mut c = VodClient::player(port, "vod", "clip", "good").expect("good player");
-        let stop = play_to_stop(&mut c, 0, secs(30));
-        (
-            c.video_frames(0, c.log.len()).len(),
-            stop.is_some(),
-            c.describe(0),
-        )
-    });
+    let good = GoodPlayer::start(port);
     sleep(ms(300));
 
     for name in [
@@ -1197,11 +1138,7 @@ fn truncated_and_corrupt_files_fail_cleanly_while_others_keep_playing() {
         "empty",
     ] {
         let mut c = vod_player(&server, "vod", name);
-        let err = c.wait_from(
-            0,
-            secs(15),
-            |m| matches!(m, Msg::Status { level, .. } if level == "error"),
-        );
+        let err = c.wait_from(0, secs(15), |m| m.is_error());
         let all = c.describe(0);
         let err = err.unwrap_or_else(|| panic!("vod/{name}: no error status within 15 s: {all}"));
         let (code, description) = match &c.log[err].msg {
@@ -1239,18 +1176,8 @@ fn truncated_and_corrupt_files_fail_cleanly_while_others_keep_playing() {
         eprintln!("[vod] {name}: {code} ({description}) after {frames} video frames");
     }
 
-    let (frames, stopped, seen) = good.join().expect("good player thread");
-    assert!(stopped, "the good player did not reach Play.Stop: {seen}");
-    assert_eq!(
-        frames,
-        clip.video.len(),
-        "the good player got {frames} video frames of {}: {seen}",
-        clip.video.len()
-    );
-    let played = finish_ffmpeg_player(
-        spawn_ffmpeg_player(&server.url_app("vod", "clip"), None),
-        secs(30),
-    );
+    good.assert_played_to_the_end(&clip, "the good player");
+    let played = ffmpeg_play_clip(&server);
     assert!(
         played.success(),
         "ffmpeg after the broken files: {played:?}"
@@ -1271,15 +1198,7 @@ fn file_cut_short_while_playing_ends_with_play_failed() {
     let clip = lib.mp4_faststart("clip", 4);
     let server = Server::start(&[("vod.root", &lib.root_str())]);
     let port = server.rtmp_port;
-    let good = thread::spawn(move || {
-        let mut c = VodClient::player(port, "vod", "clip", "good").expect("good player");
-        let stop = play_to_stop(&mut c, 0, secs(30));
-        (
-            c.video_frames(0, c.log.len()).len(),
-            stop.is_some(),
-            c.describe(0),
-        )
-    });
+    let good = GoodPlayer::start(port);
 
     let mut c = vod_player(&server, "vod", "doomed");
     c.wait_from(0, secs(10), |m| m.is_video_frame())
@@ -1294,9 +1213,7 @@ fn file_cut_short_while_playing_ends_with_play_failed() {
         .expect("truncate the playing file");
     let cut_at = c.log.len();
     let err = c.wait_from(0, secs(15), |m| {
-        matches!(m, Msg::Status { level, .. } if level == "error")
-            || m.is_status("NetStream.Play.Stop")
-            || m.is_data("onPlayStatus")
+        m.is_error() || m.is_status("NetStream.Play.Stop") || m.is_data("onPlayStatus")
     });
     let all = c.describe(0);
     let err = err.unwrap_or_else(|| panic!("vod/doomed: no error status within 15 s: {all}"));
@@ -1328,13 +1245,7 @@ fn file_cut_short_while_playing_ends_with_play_failed() {
         c.describe(err)
     );
 
-    let (frames, stopped, seen) = good.join().expect("good player thread");
-    assert!(stopped, "the other player did not reach Play.Stop: {seen}");
-    assert_eq!(
-        frames,
-        clip.video.len(),
-        "the other player's video frames: {seen}"
-    );
+    good.assert_played_to_the_end(&clip, "the other player");
 }
 
 /// A WebRTC viewer (Chromium through the SDK) plays a file under `vod/NAME` too: H.264 decoded
@@ -1360,12 +1271,17 @@ fn vod_name_plays_in_chromium_over_webrtc() {
         ]),
         secs(100),
     );
-    let page = &result["pages"][0];
-    assert_page_played("Chromium vod/clip", page, "opus", true);
+    assert_chromium_played(&result["pages"][0], "vod/clip", 3);
+}
+
+/// Chromium played `name` over WebRTC (video, and audio turned into Opus) and decoded at least
+/// 60 % of the frames of `seconds` of it.
+fn assert_chromium_played(page: &Value, name: &str, seconds: u64) {
+    assert_page_played(&format!("Chromium {name}"), page, "opus", true);
     let growth = page["framesGrowth"].as_i64().unwrap_or(0);
     assert!(
-        growth as f64 >= 3.0 * FIX_FPS as f64 * 0.6,
-        "Chromium decoded {growth} frames in 3 s of vod/clip: {}",
+        growth as f64 >= seconds as f64 * FIX_FPS as f64 * 0.6,
+        "Chromium decoded {growth} frames in {seconds} s of {name}: {}",
         page["statsEnd"]
     );
 }
@@ -1453,7 +1369,7 @@ fn vod_live_loops_the_file_for_two_rtmp_players_and_a_chromium_viewer_at_once() 
     }
 
     let c = scripted.join().expect("scripted player thread");
-    let played = finish_ffmpeg_player(ffmpeg, secs(WATCH_S + 30));
+    let played = finish_framecrc_player(ffmpeg, secs(WATCH_S + 30));
     let result = script.finish(secs(120));
     let page = &result["pages"][0];
     assert!(playing, "Chromium never reported PLAYING: {}", page);
@@ -1463,7 +1379,7 @@ fn vod_live_loops_the_file_for_two_rtmp_players_and_a_chromium_viewer_at_once() 
     assert!(
         find(&c, 0, |m| m.is_status("NetStream.Play.Stop")
             || m.is_data("onPlayStatus")
-            || matches!(m, Msg::Status { level, .. } if level == "error"))
+            || m.is_error())
         .is_none(),
         "vod-live player: the live stream stopped or failed: {all}"
     );
@@ -1514,13 +1430,7 @@ fn vod_live_loops_the_file_for_two_rtmp_players_and_a_chromium_viewer_at_once() 
     );
 
     // Chromium over WebRTC.
-    assert_page_played("Chromium vod-live/clip", page, "opus", true);
-    let growth = page["framesGrowth"].as_i64().unwrap_or(0);
-    assert!(
-        growth as f64 >= WATCH_S as f64 * FIX_FPS as f64 * 0.6,
-        "Chromium decoded {growth} frames in {WATCH_S} s of vod-live/clip: {}",
-        page["statsEnd"]
-    );
+    assert_chromium_played(page, "vod-live/clip", WATCH_S);
 
     assert!(
         seen_all,

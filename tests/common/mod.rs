@@ -9,7 +9,7 @@
 //! guard is dropped, so a failing test cannot hang the suite or leave processes behind.
 #![allow(dead_code)]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -20,9 +20,10 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::{RtmpMessage, UserControlEventType};
+use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 use serde_json::Value;
@@ -523,8 +524,65 @@ pub fn signal(pid: u32, sig: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn strings(args: &[&str]) -> Vec<String> {
+pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
+}
+
+/// ffmpeg options for the test pattern as its input: testsrc2 (`size`, `fps`) and a `tone_hz`
+/// sine at 44.1 kHz, each read in real time when `realtime`, mapped video first, `seconds` long.
+pub fn test_pattern_input(
+    size: &str,
+    fps: u32,
+    tone_hz: u32,
+    realtime: bool,
+    seconds: u32,
+) -> Vec<String> {
+    let mut args = Vec::new();
+    for input in [
+        format!("testsrc2=size={size}:rate={fps}"),
+        format!("sine=frequency={tone_hz}:sample_rate=44100"),
+    ] {
+        if realtime {
+            args.push("-re".to_string());
+        }
+        args.extend(strings(&["-f", "lavfi", "-i", &input]));
+    }
+    args.extend(strings(&[
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-t",
+        &seconds.to_string(),
+    ]));
+    args
+}
+
+/// ffmpeg output options: libx264 with `x264` options, yuv420p, a keyframe exactly every `gop`
+/// frames; AAC stereo 44.1 kHz at 96 kb/s.
+pub fn h264_aac_output(x264: &[&str], gop: u32) -> Vec<String> {
+    let gop = gop.to_string();
+    let mut args = strings(&["-c:v", "libx264"]);
+    args.extend(strings(x264));
+    args.extend(strings(&[
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        &gop,
+        "-keyint_min",
+        &gop,
+        "-sc_threshold",
+        "0",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        "-ac",
+        "2",
+        "-ar",
+        "44100",
+    ]));
+    args
 }
 
 /// Real-time ffmpeg publisher: testsrc2 320x240 at 30 fps + 1 kHz sine, H.264 baseline
@@ -535,54 +593,19 @@ pub fn publish_ffmpeg(url: &str, seconds: u32, extra: &[&str]) -> Proc {
 }
 
 pub fn publish_ffmpeg_sized(url: &str, seconds: u32, size: &str, extra: &[&str]) -> Proc {
-    let mut args = strings(&[
-        "-hide_banner",
-        "-nostdin",
-        "-loglevel",
-        "warning",
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc2=size={size}:rate={FPS}"),
-        "-re",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=1000:sample_rate=44100",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-t",
-        &seconds.to_string(),
-        "-c:v",
-        "libx264",
+    let mut args = strings(&["-hide_banner", "-nostdin", "-loglevel", "warning"]);
+    args.extend(test_pattern_input(size, FPS, 1000, true, seconds));
+    let x264 = [
         "-profile:v",
         "baseline",
         "-preset",
         "ultrafast",
         "-tune",
         "zerolatency",
-        "-pix_fmt",
-        "yuv420p",
-        "-g",
-        "30",
-        "-keyint_min",
-        "30",
-        "-sc_threshold",
-        "0",
         "-b:v",
         "600k",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "96k",
-        "-ac",
-        "2",
-        "-ar",
-        "44100",
-    ]);
+    ];
+    args.extend(h264_aac_output(&x264, FPS));
     args.extend(strings(extra));
     args.extend(strings(&["-f", "flv", url]));
     Proc::spawn("ffmpeg-publisher", "ffmpeg", &args)
@@ -625,29 +648,48 @@ pub struct Player {
     pub seconds: u32,
 }
 
+/// An ffmpeg player (`name` in diagnostics) decoding `url` to framecrc, video mapped first, for
+/// `seconds` (None: to the end of the stream), with `extra` output options.
+pub fn spawn_framecrc_player(name: &str, url: &str, seconds: Option<u32>, extra: &[&str]) -> Proc {
+    let mut args = strings(&[
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-rw_timeout",
+        "20000000",
+        "-i",
+        url,
+    ]);
+    if let Some(s) = seconds {
+        args.extend(strings(&["-t", &s.to_string()]));
+    }
+    args.extend(strings(&["-map", "0:v:0", "-map", "0:a:0?"]));
+    args.extend(strings(extra));
+    args.extend(strings(&["-f", "framecrc", "-"]));
+    Proc::spawn(name, "ffmpeg", &args)
+}
+
+/// Waits for a framecrc player to end (at most `timeout`, then kills it) and reports.
+pub fn finish_framecrc_player(mut proc: Proc, timeout: Duration) -> Played {
+    let status = proc.wait_timeout(timeout);
+    if status.is_none() {
+        proc.kill();
+    }
+    let (video, audio) = count_framecrc(&proc.stdout());
+    Played {
+        video,
+        audio,
+        stderr: proc.stderr(),
+        status,
+        elapsed: proc.started.elapsed(),
+    }
+}
+
 impl Player {
     pub fn spawn(url: &str, seconds: u32) -> Player {
-        let args = strings(&[
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "20000000",
-            "-i",
-            url,
-            "-t",
-            &seconds.to_string(),
-            "-map",
-            "0:v:0",
-            "-map",
-            "0:a:0?",
-            "-f",
-            "framecrc",
-            "-",
-        ]);
         Player {
-            proc: Proc::spawn("ffmpeg-player", "ffmpeg", &args),
+            proc: spawn_framecrc_player("ffmpeg-player", url, Some(seconds), &[]),
             seconds,
         }
     }
@@ -658,19 +700,8 @@ impl Player {
     }
 
     /// Waits for the player to end (at most `timeout`, then kills it) and reports.
-    pub fn finish(mut self, timeout: Duration) -> Played {
-        let status = self.proc.wait_timeout(timeout);
-        if status.is_none() {
-            self.proc.kill();
-        }
-        let (video, audio) = self.counts();
-        Played {
-            video,
-            audio,
-            stderr: self.proc.stderr(),
-            status,
-            elapsed: self.proc.started.elapsed(),
-        }
+    pub fn finish(self, timeout: Duration) -> Played {
+        finish_framecrc_player(self.proc, timeout)
     }
 }
 
@@ -819,65 +850,104 @@ pub fn rtmp_players(v: Option<&Value>) -> i64 {
 }
 
 // ------------------------------------------------------------------------------------------------
-// A scriptable RTMP client
+// A scriptable RTMP connection, and the client of the live tests built on it
 // ------------------------------------------------------------------------------------------------
 
-/// What the RTMP client saw from the server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    /// `onStatus` with its info object's code/level/description.
+/// A message from the server as an [`RtmpConn`] hands it on: everything but the protocol control
+/// it answers itself (chunk size, acknowledgement window, pings) and the answers to its numbered
+/// transactions.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    /// `onStatus` with its info object's code, level and description.
     Status {
         code: String,
         level: String,
         description: String,
     },
-    /// Any other AMF0 command (`_result`, `_error`, `onBWDone`, ...).
+    /// Any other AMF0 command (`_result` of transaction 0, `onBWDone`, ...).
     Command { name: String, transaction_id: f64 },
-    /// AMF0 data (`onMetaData`, `|RtmpSampleAccess`, ...): its first string.
-    Data { name: String },
-    Video {
-        timestamp: u32,
-        len: usize,
-        keyframe: bool,
-        sequence_header: bool,
+    /// AMF0 data: its name (after `@setDataFrame` if present), the values after the name, and
+    /// whether the first of them was sent as an ECMA array (marker 0x08; AMF0 data messages only).
+    Data {
+        name: String,
+        values: Vec<Amf0Value>,
+        ecma_array: bool,
     },
-    Audio {
-        timestamp: u32,
-        len: usize,
-        sequence_header: bool,
-    },
+    /// A video message: its timestamp and FLV video tag body.
+    Video { timestamp: u32, data: Bytes },
+    /// An audio message: its timestamp and FLV audio tag body.
+    Audio { timestamp: u32, data: Bytes },
     /// A user control event (stream begin, EOF, ...).
     UserControl { kind: String },
     /// The server closed the connection (or reset it).
     Closed,
 }
 
-impl Event {
-    pub fn is_status(&self, wanted: &str) -> bool {
-        matches!(self, Event::Status { code, .. } if code == wanted)
-    }
-
-    pub fn is_media(&self) -> bool {
-        matches!(self, Event::Video { .. } | Event::Audio { .. })
-    }
+/// Where an [`RtmpConn`] puts what it reads: a client's own record of the session.
+pub trait Inbox {
+    fn put(&mut self, msg: Incoming);
+    /// What has arrived, for error messages.
+    fn seen(&self) -> String;
 }
 
-pub struct RtmpClient {
+/// What differs between the clients on the wire.
+pub struct ClientStyle {
+    /// Properties of the connect command's object besides `app`, `tcUrl` and `objectEncoding`.
+    pub connect_props: Vec<(&'static str, Amf0Value)>,
+    /// Acknowledge once this fraction of the server's window has come in (1: the whole window).
+    pub ack_divisor: u64,
+    /// How long one read waits while an answer is awaited.
+    pub poll: Duration,
+}
+
+/// An RTMP client connection on rml_rtmp's handshake, chunk and message layers: it sends
+/// commands, answers pings, acknowledges, follows the server's chunk size and keeps the answers
+/// to its numbered transactions; every other message goes to the caller's [`Inbox`].
+pub struct RtmpConn {
     pub stream: TcpStream,
     ser: ChunkSerializer,
     de: ChunkDeserializer,
-    pending: VecDeque<Event>,
-    results: Vec<(f64, String, Vec<Amf0Value>)>,
     closed: bool,
-    pub stream_id: u32,
+    results: Vec<(f64, String, Vec<Amf0Value>)>,
+    next_tid: f64,
     bytes_in: u64,
     acked: u64,
     ack_window: Option<u32>,
-    next_tid: f64,
-    pub port: u16,
-    pub app: String,
-    /// Every event ever returned, for diagnostics.
-    pub history: Vec<Event>,
+    ack_divisor: u64,
+    poll: Duration,
+    /// The message stream id of the last createStream.
+    pub stream_id: u32,
+}
+
+/// A string property of an AMF0 object (or ECMA array, which rml_amf0 reads as an object).
+pub fn prop_str(obj: &Amf0Value, key: &str) -> Option<String> {
+    prop(obj, key, |v| match v {
+        Amf0Value::Utf8String(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// A number property of an AMF0 object (or ECMA array).
+pub fn prop_num(obj: &Amf0Value, key: &str) -> Option<f64> {
+    prop(obj, key, |v| match v {
+        Amf0Value::Number(n) => Some(*n),
+        _ => None,
+    })
+}
+
+/// A boolean property of an AMF0 object (or ECMA array).
+pub fn prop_bool(obj: &Amf0Value, key: &str) -> Option<bool> {
+    prop(obj, key, |v| match v {
+        Amf0Value::Boolean(b) => Some(*b),
+        _ => None,
+    })
+}
+
+fn prop<T>(obj: &Amf0Value, key: &str, get: impl Fn(&Amf0Value) -> Option<T>) -> Option<T> {
+    match obj {
+        Amf0Value::Object(props) => props.get(key).and_then(get),
+        _ => None,
+    }
 }
 
 fn amf_str(v: Option<&Amf0Value>) -> String {
@@ -887,11 +957,22 @@ fn amf_str(v: Option<&Amf0Value>) -> String {
     }
 }
 
-fn amf_prop(obj: &Amf0Value, key: &str) -> String {
-    match obj {
-        Amf0Value::Object(props) => amf_str(props.get(key)),
-        _ => String::new(),
+/// The AMF0 type marker of the value that follows a data message's name (and the
+/// `@setDataFrame` prefix, if any), read from the raw payload.
+fn first_value_marker(data: &[u8]) -> Option<u8> {
+    let mut pos = 0usize;
+    for _ in 0..2 {
+        if data.get(pos) != Some(&0x02) {
+            return None;
+        }
+        let len = u16::from_be_bytes([*data.get(pos + 1)?, *data.get(pos + 2)?]) as usize;
+        let name = data.get(pos + 3..pos + 3 + len)?;
+        pos += 3 + len;
+        if name != b"@setDataFrame" {
+            return data.get(pos).copied();
+        }
     }
+    None
 }
 
 /// Completes an RTMP handshake (as a client) on a fresh TCP connection. Returns the stream and
@@ -949,55 +1030,53 @@ pub fn rtmp_handshake(port: u16, timeout: Duration) -> Result<(TcpStream, Vec<u8
     }
 }
 
-impl RtmpClient {
-    /// Handshake + `connect` to `app`; Ok once the server answered `_result` with
-    /// `NetConnection.Connect.Success`.
-    pub fn connect(port: u16, app: &str) -> Result<RtmpClient, String> {
+impl RtmpConn {
+    /// Handshake, chunk size 4096, `connect` to `app`; Ok once the server answered `_result`
+    /// with `NetConnection.Connect.Success`.
+    pub fn connect(
+        port: u16,
+        app: &str,
+        style: ClientStyle,
+        inbox: &mut impl Inbox,
+    ) -> Result<RtmpConn, String> {
         let (stream, rest) = rtmp_handshake(port, Duration::from_secs(5))?;
-        let mut c = RtmpClient {
+        let mut c = RtmpConn {
             stream,
             ser: ChunkSerializer::new(),
             de: ChunkDeserializer::new(),
-            pending: VecDeque::new(),
-            results: Vec::new(),
             closed: false,
-            stream_id: 0,
+            results: Vec::new(),
+            next_tid: 0.0,
             bytes_in: 0,
             acked: 0,
             ack_window: None,
-            next_tid: 0.0,
-            port,
-            app: app.to_string(),
-            history: Vec::new(),
+            ack_divisor: style.ack_divisor,
+            poll: style.poll,
+            stream_id: 0,
         };
         if !rest.is_empty() {
-            c.feed(&rest)?;
+            c.feed(&rest, inbox)?;
         }
         let packet = c
             .ser
             .set_max_chunk_size(4096, RtmpTimestamp::new(0))
             .map_err(|e| format!("{e:?}"))?;
         c.write(&packet.bytes)?;
-        let mut props = std::collections::HashMap::new();
+        let mut props = HashMap::new();
         props.insert("app".to_string(), Amf0Value::Utf8String(app.to_string()));
-        props.insert(
-            "type".to_string(),
-            Amf0Value::Utf8String("nonprivate".into()),
-        );
-        props.insert(
-            "flashVer".to_string(),
-            Amf0Value::Utf8String("FMLE/3.0".into()),
-        );
         props.insert(
             "tcUrl".to_string(),
             Amf0Value::Utf8String(format!("rtmp://127.0.0.1:{port}/{app}")),
         );
         props.insert("objectEncoding".to_string(), Amf0Value::Number(0.0));
-        let tid = c.command("connect", Amf0Value::Object(props), vec![], 0)?;
-        let args = c.wait_result(tid, Duration::from_secs(5))?;
+        for (k, v) in style.connect_props {
+            props.insert(k.to_string(), v);
+        }
+        let tid = c.command("connect", Amf0Value::Object(props), vec![], 0, true)?;
+        let args = c.wait_result(tid, Duration::from_secs(5), inbox)?;
         let code = args
             .first()
-            .map(|a| amf_prop(a, "code"))
+            .and_then(|a| prop_str(a, "code"))
             .unwrap_or_default();
         if code != "NetConnection.Connect.Success" {
             return Err(format!("connect answered with code {code:?}"));
@@ -1005,50 +1084,10 @@ impl RtmpClient {
         Ok(c)
     }
 
-    /// `createStream` + `play(name)` (the name may carry a query string). Returns once the play
-    /// command is sent; the server's answers arrive as events.
-    pub fn play(&mut self, name: &str) -> Result<(), String> {
-        self.create_stream()?;
-        let sid = self.stream_id;
-        self.user_control_set_buffer(sid, 1000)?;
-        self.command(
-            "play",
-            Amf0Value::Null,
-            vec![
-                Amf0Value::Utf8String(name.to_string()),
-                Amf0Value::Number(-2.0),
-            ],
-            sid,
-        )?;
-        Ok(())
-    }
-
-    /// `createStream` + `publish(name, "live")`. Returns once the publish command is sent.
-    pub fn publish(&mut self, name: &str) -> Result<(), String> {
-        self.create_stream()?;
-        let sid = self.stream_id;
-        self.command(
-            "publish",
-            Amf0Value::Null,
-            vec![
-                Amf0Value::Utf8String(name.to_string()),
-                Amf0Value::Utf8String("live".to_string()),
-            ],
-            sid,
-        )?;
-        Ok(())
-    }
-
-    /// Connect + play in one go.
-    pub fn player(port: u16, app: &str, name: &str) -> Result<RtmpClient, String> {
-        let mut c = RtmpClient::connect(port, app)?;
-        c.play(name)?;
-        Ok(c)
-    }
-
-    pub fn create_stream(&mut self) -> Result<u32, String> {
-        let tid = self.command("createStream", Amf0Value::Null, vec![], 0)?;
-        let args = self.wait_result(tid, Duration::from_secs(5))?;
+    /// `createStream`; its stream id becomes `stream_id`.
+    pub fn create_stream(&mut self, inbox: &mut impl Inbox) -> Result<u32, String> {
+        let tid = self.command("createStream", Amf0Value::Null, vec![], 0, true)?;
+        let args = self.wait_result(tid, Duration::from_secs(5), inbox)?;
         match args.first() {
             Some(Amf0Value::Number(n)) => {
                 self.stream_id = *n as u32;
@@ -1060,40 +1099,45 @@ impl RtmpClient {
         }
     }
 
-    fn user_control_set_buffer(&mut self, sid: u32, ms: u32) -> Result<(), String> {
+    /// `createStream`, `SetBufferLength` 1000 ms and `play(name, -2)` (the name may carry a
+    /// query string). Returns once the play command is sent; the answers go to `inbox`.
+    pub fn play(&mut self, name: &str, inbox: &mut impl Inbox) -> Result<(), String> {
+        let sid = self.create_stream(inbox)?;
         let msg = RtmpMessage::UserControl {
             event_type: UserControlEventType::SetBufferLength,
             stream_id: Some(sid),
-            buffer_length: Some(ms),
+            buffer_length: Some(1000),
             timestamp: None,
         };
-        self.send(msg, 0)
+        self.send(msg, 0)?;
+        self.command(
+            "play",
+            Amf0Value::Null,
+            vec![
+                Amf0Value::Utf8String(name.to_string()),
+                Amf0Value::Number(-2.0),
+            ],
+            sid,
+            false,
+        )?;
+        Ok(())
     }
 
-    fn send(&mut self, msg: RtmpMessage, stream_id: u32) -> Result<(), String> {
-        let payload = msg
-            .into_message_payload(RtmpTimestamp::new(0), stream_id)
-            .map_err(|e| format!("{e:?}"))?;
-        let packet = self
-            .ser
-            .serialize(&payload, false, false)
-            .map_err(|e| format!("{e:?}"))?;
-        self.write(&packet.bytes)
-    }
-
-    /// Sends an AMF0 command; returns its transaction id.
+    /// Sends an AMF0 command with the next transaction id when `numbered`, else with 0; returns
+    /// the transaction id.
     pub fn command(
         &mut self,
         name: &str,
         object: Amf0Value,
         args: Vec<Amf0Value>,
         stream_id: u32,
+        numbered: bool,
     ) -> Result<f64, String> {
-        let tid = if name == "play" || name == "publish" {
-            0.0
-        } else {
+        let tid = if numbered {
             self.next_tid += 1.0;
             self.next_tid
+        } else {
+            0.0
         };
         let msg = RtmpMessage::Amf0Command {
             command_name: name.to_string(),
@@ -1105,17 +1149,33 @@ impl RtmpClient {
         Ok(tid)
     }
 
+    pub fn send(&mut self, msg: RtmpMessage, stream_id: u32) -> Result<(), String> {
+        let payload = msg
+            .into_message_payload(RtmpTimestamp::new(0), stream_id)
+            .map_err(|e| format!("{e:?}"))?;
+        let packet = self
+            .ser
+            .serialize(&payload, false, false)
+            .map_err(|e| format!("{e:?}"))?;
+        self.write(&packet.bytes)
+    }
+
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.stream
             .write_all(bytes)
             .map_err(|e| format!("write to server: {e}"))
     }
 
-    /// Waits for `_result`/`_error` of a transaction, queueing every other event.
-    fn wait_result(&mut self, tid: f64, timeout: Duration) -> Result<Vec<Amf0Value>, String> {
+    /// Waits for `_result`/`_error` of a transaction; everything else read meanwhile goes to
+    /// `inbox`.
+    pub fn wait_result(
+        &mut self,
+        tid: f64,
+        timeout: Duration,
+        inbox: &mut impl Inbox,
+    ) -> Result<Vec<Amf0Value>, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            // Results are delivered by `feed` through `results`.
             if let Some(i) = self.results.iter().position(|(t, _, _)| *t == tid) {
                 let (_, name, args) = self.results.remove(i);
                 if name == "_result" {
@@ -1124,46 +1184,42 @@ impl RtmpClient {
                 return Err(format!("{name} for transaction {tid}: {args:?}"));
             }
             if self.closed {
-                return Err(format!(
-                    "server closed the connection; events {:?}",
-                    self.pending
-                ));
+                return Err(format!("server closed the connection; {}", inbox.seen()));
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "no answer to transaction {tid}; events {:?}",
-                    self.pending
-                ));
+                return Err(format!("no answer to transaction {tid}; {}", inbox.seen()));
             }
-            self.read_some()?;
+            self.read(self.poll, inbox)?;
         }
     }
 
-    /// Reads what the socket has (waiting at most ~200 ms) and decodes it. Sets `closed` on EOF
-    /// or a socket error.
-    fn read_some(&mut self) -> Result<(), String> {
+    /// Reads what the socket has (waiting at most `wait`) and decodes it into `inbox`. On EOF or
+    /// a socket error the connection is closed and `inbox` gets [`Incoming::Closed`], once.
+    pub fn read(&mut self, wait: Duration, inbox: &mut impl Inbox) -> Result<(), String> {
         if self.closed {
             return Ok(());
         }
+        let wait = wait.max(Duration::from_millis(1));
+        self.stream.set_read_timeout(Some(wait)).ok();
         let mut buf = vec![0u8; 65536];
         match self.stream.read(&mut buf) {
             Ok(0) => {
                 self.closed = true;
-                self.pending.push_back(Event::Closed);
+                inbox.put(Incoming::Closed);
                 Ok(())
             }
-            Ok(n) => self.feed(&buf[..n]),
+            Ok(n) => self.feed(&buf[..n], inbox),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
             Err(_) => {
                 self.closed = true;
-                self.pending.push_back(Event::Closed);
+                inbox.put(Incoming::Closed);
                 Ok(())
             }
         }
     }
 
-    /// Decodes bytes from the server into events, answering pings and acknowledgements.
-    fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Decodes bytes from the server into `inbox`, answering pings and acknowledging.
+    fn feed(&mut self, bytes: &[u8], inbox: &mut impl Inbox) -> Result<(), String> {
         self.bytes_in += bytes.len() as u64;
         let mut input = bytes;
         loop {
@@ -1173,96 +1229,12 @@ impl RtmpClient {
                 Err(e) => return Err(format!("cannot parse the server's RTMP chunks: {e:?}")),
             };
             input = &[];
-            let timestamp = payload.timestamp.value;
-            let msg = match payload.to_rtmp_message() {
-                Ok(m) => m,
-                Err(_) => continue, // a message this client does not know: not an event
-            };
-            match msg {
-                RtmpMessage::SetChunkSize { size } => {
-                    self.de
-                        .set_max_chunk_size(size as usize)
-                        .map_err(|e| format!("{e:?}"))?;
-                }
-                RtmpMessage::WindowAcknowledgement { size } => self.ack_window = Some(size),
-                RtmpMessage::UserControl {
-                    event_type,
-                    timestamp: ts,
-                    ..
-                } => {
-                    if event_type == UserControlEventType::PingRequest {
-                        let pong = RtmpMessage::UserControl {
-                            event_type: UserControlEventType::PingResponse,
-                            stream_id: None,
-                            buffer_length: None,
-                            timestamp: ts,
-                        };
-                        self.send(pong, 0)?;
-                    }
-                    self.pending.push_back(Event::UserControl {
-                        kind: format!("{event_type:?}"),
-                    });
-                }
-                RtmpMessage::Amf0Command {
-                    command_name,
-                    transaction_id,
-                    command_object,
-                    mut additional_arguments,
-                } => {
-                    if command_name == "onStatus" {
-                        let info = if additional_arguments.is_empty() {
-                            command_object
-                        } else {
-                            additional_arguments.remove(0)
-                        };
-                        self.pending.push_back(Event::Status {
-                            code: amf_prop(&info, "code"),
-                            level: amf_prop(&info, "level"),
-                            description: amf_prop(&info, "description"),
-                        });
-                    } else if (command_name == "_result" || command_name == "_error")
-                        && transaction_id != 0.0
-                    {
-                        self.results
-                            .push((transaction_id, command_name, additional_arguments));
-                    } else {
-                        self.pending.push_back(Event::Command {
-                            name: command_name,
-                            transaction_id,
-                        });
-                    }
-                }
-                RtmpMessage::Amf0Data { values } => {
-                    let mut name = amf_str(values.first());
-                    if name == "@setDataFrame" {
-                        name = amf_str(values.get(1));
-                    }
-                    self.pending.push_back(Event::Data { name });
-                }
-                RtmpMessage::VideoData { data } => {
-                    let b0 = data.first().copied().unwrap_or(0);
-                    let b1 = data.get(1).copied().unwrap_or(0xff);
-                    self.pending.push_back(Event::Video {
-                        timestamp,
-                        len: data.len(),
-                        keyframe: b0 >> 4 == 1,
-                        sequence_header: b0 & 0x0f == 7 && b1 == 0,
-                    });
-                }
-                RtmpMessage::AudioData { data } => {
-                    let b0 = data.first().copied().unwrap_or(0);
-                    let b1 = data.get(1).copied().unwrap_or(0xff);
-                    self.pending.push_back(Event::Audio {
-                        timestamp,
-                        len: data.len(),
-                        sequence_header: b0 >> 4 == 10 && b1 == 0,
-                    });
-                }
-                _ => {}
+            if let Some(msg) = self.on_payload(payload)? {
+                inbox.put(msg);
             }
         }
         if let Some(window) = self.ack_window {
-            if window > 0 && self.bytes_in - self.acked >= window as u64 {
+            if window > 0 && self.bytes_in - self.acked >= window as u64 / self.ack_divisor {
                 self.acked = self.bytes_in;
                 let ack = RtmpMessage::Acknowledgement {
                     sequence_number: self.bytes_in as u32,
@@ -1271,6 +1243,286 @@ impl RtmpClient {
             }
         }
         Ok(())
+    }
+
+    /// Handles one message: protocol control and transaction answers here, the rest returned.
+    /// A message rml_rtmp cannot decode is dropped.
+    fn on_payload(&mut self, payload: MessagePayload) -> Result<Option<Incoming>, String> {
+        let timestamp = payload.timestamp.value;
+        let ecma_array = payload.type_id == 18 && first_value_marker(&payload.data) == Some(0x08);
+        let msg = match payload.to_rtmp_message() {
+            Ok(m) => m,
+            Err(_) => return Ok(None),
+        };
+        Ok(match msg {
+            RtmpMessage::SetChunkSize { size } => {
+                self.de
+                    .set_max_chunk_size(size as usize)
+                    .map_err(|e| format!("{e:?}"))?;
+                None
+            }
+            RtmpMessage::WindowAcknowledgement { size } => {
+                self.ack_window = Some(size);
+                None
+            }
+            RtmpMessage::UserControl {
+                event_type,
+                timestamp: ts,
+                ..
+            } => {
+                if event_type == UserControlEventType::PingRequest {
+                    let pong = RtmpMessage::UserControl {
+                        event_type: UserControlEventType::PingResponse,
+                        stream_id: None,
+                        buffer_length: None,
+                        timestamp: ts,
+                    };
+                    self.send(pong, 0)?;
+                }
+                Some(Incoming::UserControl {
+                    kind: format!("{event_type:?}"),
+                })
+            }
+            RtmpMessage::Amf0Command {
+                command_name,
+                transaction_id,
+                command_object,
+                mut additional_arguments,
+            } => {
+                if command_name == "onStatus" {
+                    let info = if additional_arguments.is_empty() {
+                        command_object
+                    } else {
+                        additional_arguments.remove(0)
+                    };
+                    let text = |key| prop_str(&info, key).unwrap_or_default();
+                    Some(Incoming::Status {
+                        code: text("code"),
+                        level: text("level"),
+                        description: text("description"),
+                    })
+                } else if (command_name == "_result" || command_name == "_error")
+                    && transaction_id != 0.0
+                {
+                    self.results
+                        .push((transaction_id, command_name, additional_arguments));
+                    None
+                } else {
+                    Some(Incoming::Command {
+                        name: command_name,
+                        transaction_id,
+                    })
+                }
+            }
+            RtmpMessage::Amf0Data { mut values } => {
+                let mut take_name = || {
+                    let name = amf_str(values.first());
+                    if !values.is_empty() {
+                        values.remove(0);
+                    }
+                    name
+                };
+                let mut name = take_name();
+                if name == "@setDataFrame" {
+                    name = take_name();
+                }
+                Some(Incoming::Data {
+                    name,
+                    values,
+                    ecma_array,
+                })
+            }
+            RtmpMessage::VideoData { data } => Some(Incoming::Video { timestamp, data }),
+            RtmpMessage::AudioData { data } => Some(Incoming::Audio { timestamp, data }),
+            _ => None,
+        })
+    }
+
+    /// True once the server has closed this connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Drains the socket (discarding what comes) until the server closes it; true if it did
+    /// within `timeout`.
+    pub fn wait_closed(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.closed {
+                return true;
+            }
+            let mut buf = vec![0u8; 65536];
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.closed = true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => self.closed = true,
+            }
+        }
+        self.closed
+    }
+}
+
+/// What the RTMP client saw from the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `onStatus` with its info object's code/level/description.
+    Status {
+        code: String,
+        level: String,
+        description: String,
+    },
+    /// Any other AMF0 command (`_result`, `_error`, `onBWDone`, ...).
+    Command { name: String, transaction_id: f64 },
+    /// AMF0 data (`onMetaData`, `|RtmpSampleAccess`, ...): its first string.
+    Data { name: String },
+    Video {
+        timestamp: u32,
+        len: usize,
+        keyframe: bool,
+        sequence_header: bool,
+    },
+    Audio {
+        timestamp: u32,
+        len: usize,
+        sequence_header: bool,
+    },
+    /// A user control event (stream begin, EOF, ...).
+    UserControl { kind: String },
+    /// The server closed the connection (or reset it).
+    Closed,
+}
+
+impl Event {
+    pub fn is_status(&self, wanted: &str) -> bool {
+        matches!(self, Event::Status { code, .. } if code == wanted)
+    }
+
+    pub fn is_media(&self) -> bool {
+        matches!(self, Event::Video { .. } | Event::Audio { .. })
+    }
+}
+
+impl From<Incoming> for Event {
+    fn from(msg: Incoming) -> Event {
+        let head = |data: &Bytes| {
+            (
+                data.first().copied().unwrap_or(0),
+                data.get(1).copied().unwrap_or(0xff),
+            )
+        };
+        match msg {
+            Incoming::Status {
+                code,
+                level,
+                description,
+            } => Event::Status {
+                code,
+                level,
+                description,
+            },
+            Incoming::Command {
+                name,
+                transaction_id,
+            } => Event::Command {
+                name,
+                transaction_id,
+            },
+            Incoming::Data { name, .. } => Event::Data { name },
+            Incoming::Video { timestamp, data } => {
+                let (b0, b1) = head(&data);
+                Event::Video {
+                    timestamp,
+                    len: data.len(),
+                    keyframe: b0 >> 4 == 1,
+                    sequence_header: b0 & 0x0f == 7 && b1 == 0,
+                }
+            }
+            Incoming::Audio { timestamp, data } => {
+                let (b0, b1) = head(&data);
+                Event::Audio {
+                    timestamp,
+                    len: data.len(),
+                    sequence_header: b0 >> 4 == 10 && b1 == 0,
+                }
+            }
+            Incoming::UserControl { kind } => Event::UserControl { kind },
+            Incoming::Closed => Event::Closed,
+        }
+    }
+}
+
+/// The events not yet taken by [`RtmpClient::next_event`].
+impl Inbox for VecDeque<Event> {
+    fn put(&mut self, msg: Incoming) {
+        self.push_back(msg.into());
+    }
+
+    fn seen(&self) -> String {
+        format!("events {self:?}")
+    }
+}
+
+/// How long one read of [`RtmpClient`] waits.
+const RTMP_CLIENT_READ: Duration = Duration::from_millis(200);
+
+/// The scripted RTMP client of the live tests: publishes or plays, and hands out what the server
+/// sends as [`Event`]s, one at a time.
+pub struct RtmpClient {
+    pub conn: RtmpConn,
+    pending: VecDeque<Event>,
+    pub port: u16,
+    pub app: String,
+    /// Every event ever returned, for diagnostics.
+    pub history: Vec<Event>,
+}
+
+impl RtmpClient {
+    /// Handshake + `connect` to `app` (as FMLE); Ok once the server answered `_result` with
+    /// `NetConnection.Connect.Success`.
+    pub fn connect(port: u16, app: &str) -> Result<RtmpClient, String> {
+        let style = ClientStyle {
+            connect_props: vec![
+                ("type", Amf0Value::Utf8String("nonprivate".into())),
+                ("flashVer", Amf0Value::Utf8String("FMLE/3.0".into())),
+            ],
+            ack_divisor: 1,
+            poll: RTMP_CLIENT_READ,
+        };
+        let mut pending = VecDeque::new();
+        let conn = RtmpConn::connect(port, app, style, &mut pending)?;
+        Ok(RtmpClient {
+            conn,
+            pending,
+            port,
+            app: app.to_string(),
+            history: Vec::new(),
+        })
+    }
+
+    /// `createStream` + `play(name)` (the name may carry a query string). Returns once the play
+    /// command is sent; the server's answers arrive as events.
+    pub fn play(&mut self, name: &str) -> Result<(), String> {
+        self.conn.play(name, &mut self.pending)
+    }
+
+    /// `createStream` + `publish(name, "live")`. Returns once the publish command is sent.
+    pub fn publish(&mut self, name: &str) -> Result<(), String> {
+        let sid = self.conn.create_stream(&mut self.pending)?;
+        let args = vec![
+            Amf0Value::Utf8String(name.to_string()),
+            Amf0Value::Utf8String("live".to_string()),
+        ];
+        self.conn
+            .command("publish", Amf0Value::Null, args, sid, false)?;
+        Ok(())
+    }
+
+    /// Connect + play in one go.
+    pub fn player(port: u16, app: &str, name: &str) -> Result<RtmpClient, String> {
+        let mut c = RtmpClient::connect(port, app)?;
+        c.play(name)?;
+        Ok(c)
     }
 
     /// The next event, waiting at most `timeout`. After the connection closed this keeps
@@ -1282,13 +1534,13 @@ impl RtmpClient {
                 self.history.push(e.clone());
                 return Some(e);
             }
-            if self.closed {
+            if self.conn.is_closed() {
                 return Some(Event::Closed);
             }
             if Instant::now() >= deadline {
                 return None;
             }
-            if let Err(e) = self.read_some() {
+            if let Err(e) = self.conn.read(RTMP_CLIENT_READ, &mut self.pending) {
                 panic!(
                     "RTMP client: {e}; events so far: {}",
                     summarize(&self.history)
@@ -1347,26 +1599,13 @@ impl RtmpClient {
 
     /// True once the server has closed this connection.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.conn.is_closed()
     }
 
     /// Drains the socket (discarding events) until the server closes it; true if it did within
     /// `timeout`.
     pub fn wait_closed(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.closed {
-                return true;
-            }
-            let mut buf = vec![0u8; 65536];
-            match self.stream.read(&mut buf) {
-                Ok(0) => self.closed = true,
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => self.closed = true,
-            }
-        }
-        self.closed
+        self.conn.wait_closed(timeout)
     }
 }
 
@@ -1394,13 +1633,7 @@ pub fn wait_live(port: u16, app: &str, name: &str, timeout: Duration) {
 /// A short description of a list of events: non-media events in full, runs of media messages
 /// condensed to counts and timestamp ranges.
 pub fn summarize(events: &[Event]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut run: Option<(u64, u64, u32, u32)> = None; // (video, audio, first ts, last ts)
-    let flush = |run: &mut Option<(u64, u64, u32, u32)>, out: &mut Vec<String>| {
-        if let Some((v, a, t0, t1)) = run.take() {
-            out.push(format!("[{v} video + {a} audio, ts {t0}..{t1} ms]"));
-        }
-    };
+    let mut text = Condensed::new(" ms");
     for e in events {
         match e {
             Event::Video {
@@ -1408,28 +1641,71 @@ pub fn summarize(events: &[Event]) -> String {
                 keyframe,
                 sequence_header: false,
                 ..
-            } if !(*keyframe && run.is_none()) => {
-                let r = run.get_or_insert((0, 0, *timestamp, *timestamp));
-                r.0 += 1;
-                r.3 = *timestamp;
-            }
+            } if !*keyframe || text.in_run() => text.frame(true, *timestamp),
             Event::Audio {
                 timestamp,
                 sequence_header: false,
                 ..
-            } => {
-                let r = run.get_or_insert((0, 0, *timestamp, *timestamp));
-                r.1 += 1;
-                r.3 = *timestamp;
-            }
-            other => {
-                flush(&mut run, &mut out);
-                out.push(format!("{other:?}"));
-            }
+            } => text.frame(false, *timestamp),
+            other => text.other(format!("{other:?}")),
         }
     }
-    flush(&mut run, &mut out);
-    out.join(", ")
+    text.finish()
+}
+
+/// A description of a session built message by message: each run of media frames condensed to
+/// `[V video + A audio, ts FIRST..LAST]` (timestamps followed by `unit`), everything else as
+/// given, all joined by commas.
+pub struct Condensed {
+    out: Vec<String>,
+    /// (video, audio, first ts, last ts) of the run going on.
+    run: Option<(u64, u64, u32, u32)>,
+    unit: &'static str,
+}
+
+impl Condensed {
+    pub fn new(unit: &'static str) -> Condensed {
+        Condensed {
+            out: Vec::new(),
+            run: None,
+            unit,
+        }
+    }
+
+    /// True while a run of media frames goes on.
+    pub fn in_run(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// A video (or audio) frame at `ts`: counted in the run going on, or starts one.
+    pub fn frame(&mut self, video: bool, ts: u32) {
+        let r = self.run.get_or_insert((0, 0, ts, ts));
+        if video {
+            r.0 += 1;
+        } else {
+            r.1 += 1;
+        }
+        r.3 = ts;
+    }
+
+    /// Anything else, described by `text`: ends the run going on.
+    pub fn other(&mut self, text: String) {
+        self.end_run();
+        self.out.push(text);
+    }
+
+    pub fn finish(mut self) -> String {
+        self.end_run();
+        self.out.join(", ")
+    }
+
+    fn end_run(&mut self) {
+        if let Some((v, a, t0, t1)) = self.run.take() {
+            let unit = self.unit;
+            self.out
+                .push(format!("[{v} video + {a} audio, ts {t0}..{t1}{unit}]"));
+        }
+    }
 }
 
 /// Reads from a raw socket until the peer closes it (read returns 0 or an error). Returns

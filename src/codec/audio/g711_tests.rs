@@ -1,35 +1,20 @@
 //! G.711 tables against known values and ffmpeg's decoder; both transcoders with real codecs on
 //! the other end (fdk-aac and libopus decode what they make): tone, level, timing, gaps.
 
-use std::f64::consts::PI;
 use std::process::Command;
 
-use fdk_aac::dec::{Decoder, Transport};
-
+use super::super::test_support::{self, push_all, rms, tones, Garbage, ToneCheck, LEFT_HZ, RATE};
 use super::*;
 
 const LAWS: [G711Law; 2] = [G711Law::ALaw, G711Law::MuLaw];
-const TONE_HZ: f64 = 1000.0;
-const AMPLITUDE: f64 = 0.3;
 /// 20 ms at 8 kHz: the usual RTP packetisation of G.711.
 const PAYLOAD: usize = 160;
 const PAYLOAD_US: i64 = 20_000;
-const OUT_RATE: usize = 48_000;
 const AAC_FRAME_US: i64 = 1024 * 1_000_000 / 48_000;
 
-/// `seconds` of 8 kHz audio: silence for `silent` seconds, then the tone.
+/// `seconds` of 8 kHz audio: silence for `silent` seconds, then the (left) test tone.
 fn tone(seconds: f64, silent: f64) -> Vec<i16> {
-    let len = (seconds * 8000.0) as usize;
-    (0..len)
-        .map(|i| {
-            let t = i as f64 / 8000.0;
-            if t < silent {
-                0
-            } else {
-                ((2.0 * PI * TONE_HZ * t).sin() * AMPLITUDE * 32767.0) as i16
-            }
-        })
-        .collect()
+    tones(G711_SAMPLE_RATE, 1, seconds, silent)
 }
 
 /// G.711 encoding for the tests: the code whose decoded value is nearest.
@@ -59,99 +44,33 @@ fn payloads(law: G711Law, pcm: &[i16]) -> Vec<Vec<u8>> {
 }
 
 fn to_aac(t: &mut G711ToAac, payloads: &[Vec<u8>], start_us: i64) -> Vec<AacUnit> {
-    let mut units = Vec::new();
-    for (i, p) in payloads.iter().enumerate() {
-        units.extend(
-            t.push(p, start_us + i as i64 * PAYLOAD_US)
-                .expect("transcode"),
-        );
-    }
-    units
+    push_all(payloads, start_us, PAYLOAD_US, |p, dts| t.push(p, dts))
 }
 
 fn to_opus(t: &mut G711ToOpus, payloads: &[Vec<u8>], start_us: i64) -> Vec<OpusPacket> {
-    let mut packets = Vec::new();
-    for (i, p) in payloads.iter().enumerate() {
-        packets.extend(
-            t.push(p, start_us + i as i64 * PAYLOAD_US)
-                .expect("transcode"),
-        );
-    }
-    packets
+    push_all(payloads, start_us, PAYLOAD_US, |p, dts| t.push(p, dts))
 }
 
-/// Decodes raw AAC with fdk-aac, its output delay skipped: sample 0 is the first unit's dts.
+/// Decodes the (mono) AAC with fdk-aac, its output delay skipped: sample 0 is the first unit's
+/// dts.
 fn decode_aac(asc: &[u8], units: &[AacUnit]) -> Vec<f32> {
-    let mut decoder = Decoder::new(Transport::Raw);
-    decoder.config_raw(asc).expect("valid ASC");
-    let mut pcm = vec![0i16; 8 * 2048];
-    let mut out = Vec::new();
-    let mut skip = None;
-    for unit in units {
-        assert_eq!(decoder.fill(&unit.data).expect("fill"), unit.data.len());
-        decoder.decode_frame(&mut pcm).expect("valid AAC");
-        let info = decoder.stream_info();
-        assert_eq!(
-            (info.sampleRate, info.frameSize, info.numChannels),
-            (48_000, 1024, 1)
-        );
-        let skip = skip.get_or_insert(info.outputDelay as usize);
-        let from = (*skip).min(1024);
-        *skip -= from;
-        out.extend(pcm[from..1024].iter().map(|&s| f32::from(s) / 32768.0));
-    }
-    out
+    test_support::to_f32(&test_support::decode_aac(asc, units, 1))
 }
 
 fn decode_opus(packets: &[OpusPacket]) -> Vec<f32> {
-    let mut decoder = opus::Decoder::new(48_000, opus::Channels::Mono).expect("decoder");
-    let mut out = Vec::new();
-    let mut frame = vec![0f32; 5760];
-    for packet in packets {
-        let n = decoder
-            .decode_float(&packet.data, &mut frame, false)
-            .expect("valid Opus");
-        out.extend_from_slice(&frame[..n]);
-    }
-    out
+    test_support::decode_opus(packets, 1)
 }
 
-/// The strongest frequency (10 Hz steps, 100 Hz to 3.5 kHz) by Goertzel power.
-fn dominant_hz(signal: &[f32]) -> f64 {
-    let power = |freq: f64| {
-        let coeff = 2.0 * (2.0 * PI * freq / OUT_RATE as f64).cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in signal {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    };
-    (10..=350)
-        .map(|step| f64::from(step) * 10.0)
-        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
-        .expect("candidates")
-}
-
-fn rms(signal: &[f32]) -> f64 {
-    (signal.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / signal.len() as f64).sqrt()
-}
-
-/// Half a second of steady tone from `from`: its frequency and a level near the sine's.
+/// Half a second of steady tone from `from`: its frequency (within 20 Hz, searched in 10 Hz
+/// steps up to 3.5 kHz) and a level within 20 % of the sine's.
 fn assert_tone(decoded: &[f32], from: usize, what: &str) {
-    let steady = &decoded[from..from + OUT_RATE / 2];
-    let found = dominant_hz(steady);
-    assert!(
-        (found - TONE_HZ).abs() <= 20.0,
-        "{what}: dominant {found} Hz"
-    );
-    let level = rms(steady);
-    let expected = AMPLITUDE / 2f64.sqrt();
-    assert!(
-        level > expected * 0.8 && level < expected * 1.2,
-        "{what}: level {level}, expected about {expected}"
-    );
+    let check = ToneCheck {
+        step_hz: 10.0,
+        max_hz: 3500.0,
+        hz_tolerance: 20.0,
+        level: (0.8, 1.2),
+    };
+    test_support::assert_steady_tone(&decoded[from..from + RATE / 2], LEFT_HZ, &check, what);
 }
 
 /// Where the tone starts in decoded 48 kHz audio, in µs from its first sample.
@@ -160,7 +79,7 @@ fn onset_us(decoded: &[f32]) -> i64 {
         .iter()
         .position(|x| x.abs() > 0.05)
         .expect("the tone");
-    (index * 1_000_000 / OUT_RATE) as i64
+    (index * 1_000_000 / RATE) as i64
 }
 
 #[test]
@@ -265,7 +184,7 @@ fn g711_to_aac_keeps_the_tone_and_its_timing() {
             (onset - 500_000).abs() < AAC_FRAME_US,
             "{law:?}: tone at {onset} µs"
         );
-        assert_tone(&decoded, OUT_RATE, &format!("{law:?}"));
+        assert_tone(&decoded, RATE, &format!("{law:?}"));
     }
 }
 
@@ -290,7 +209,7 @@ fn g711_to_opus_keeps_the_tone_and_its_timing() {
             (onset - 500_000).abs() < 20_000,
             "{law:?}: tone at {onset} µs"
         );
-        assert_tone(&decoded, OUT_RATE, &format!("{law:?}"));
+        assert_tone(&decoded, RATE, &format!("{law:?}"));
     }
 }
 
@@ -327,9 +246,9 @@ fn lost_payloads_are_filled_and_duplicates_dropped() {
         onset_us(&decode_aac(&t.audio_specific_config(), &full))
     );
     // Silence where the loss was (0.8 to 0.9 s; the codecs smear the edges), the tone after it.
-    let gap = &decoded[OUT_RATE * 83 / 100..OUT_RATE * 87 / 100];
+    let gap = &decoded[RATE * 83 / 100..RATE * 87 / 100];
     assert!(rms(gap) < 0.01, "gap level {}", rms(gap));
-    assert_tone(&decoded, OUT_RATE, "after a loss");
+    assert_tone(&decoded, RATE, "after a loss");
 
     // Same for Opus.
     let mut t = G711ToOpus::new(law).expect("transcoder");
@@ -394,20 +313,12 @@ fn odd_payload_sizes_keep_the_sample_clock() {
 
 #[test]
 fn garbage_never_panics() {
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut garbage = Garbage::new();
     for law in LAWS {
         let mut aac = G711ToAac::new(law).expect("transcoder");
         let mut opus = G711ToOpus::new(law).expect("transcoder");
         for _ in 0..1000 {
-            let len = (next() % 1200) as usize;
-            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-            let dts = (next() as i64) >> (next() % 64);
+            let (bytes, dts) = garbage.input(1200);
             let _ = aac.push(&bytes, dts);
             let _ = opus.push(&bytes, dts);
         }

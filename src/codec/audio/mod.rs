@@ -36,6 +36,8 @@ mod opus_to_aac;
 mod opus_to_aac_tests;
 mod resample;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use self::aac_encoder::{AacUnit, AAC_FRAME_SAMPLES};

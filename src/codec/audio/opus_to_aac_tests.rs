@@ -1,41 +1,12 @@
 //! Real codecs on both ends: sines encoded to Opus with libopus in 20 ms packets, transcoded, and
 //! the AAC output decoded with fdk-aac and measured.
 
-use std::f64::consts::PI;
-
-use fdk_aac::dec::{Decoder, Transport};
-
+use super::test_support::*;
 use super::*;
 
-/// Left (or mono) and right test tones.
-const LEFT_HZ: f64 = 1000.0;
-const RIGHT_HZ: f64 = 440.0;
-const AMPLITUDE: f64 = 0.3;
-const RATE: usize = 48_000;
 /// 20 ms at 48 kHz: the WebRTC packetisation.
 const PACKET_SAMPLES: usize = 960;
 const PACKET_US: i64 = 20_000;
-
-/// `seconds` of the test tones, interleaved.
-fn tones(channels: usize, seconds: f64) -> Vec<i16> {
-    let len = (seconds * RATE as f64) as usize;
-    (0..len)
-        .flat_map(|i| {
-            let t = i as f64 / RATE as f64;
-            let left = ((2.0 * PI * LEFT_HZ * t).sin() * AMPLITUDE * 32767.0) as i16;
-            let right = ((2.0 * PI * RIGHT_HZ * t).sin() * AMPLITUDE * 32767.0) as i16;
-            [left, right].into_iter().take(channels)
-        })
-        .collect()
-}
-
-fn opus_channels(channels: usize) -> opus::Channels {
-    if channels == 1 {
-        opus::Channels::Mono
-    } else {
-        opus::Channels::Stereo
-    }
-}
 
 /// Encodes interleaved audio into 20 ms Opus packets as a browser would.
 fn encode_opus(pcm: &[i16], channels: usize, encoder: &mut opus::Encoder) -> Vec<Vec<u8>> {
@@ -63,7 +34,7 @@ fn opus_encoder(channels: usize) -> opus::Encoder {
 
 fn opus_tones(channels: usize, seconds: f64) -> Vec<Vec<u8>> {
     encode_opus(
-        &tones(channels, seconds),
+        &tones(RATE as u32, channels, seconds, 0.0),
         channels,
         &mut opus_encoder(channels),
     )
@@ -71,14 +42,7 @@ fn opus_tones(channels: usize, seconds: f64) -> Vec<Vec<u8>> {
 
 /// Transcodes every packet, stamped `start_us` + 20 ms each.
 fn transcode_all(t: &mut OpusToAac, packets: &[Vec<u8>], start_us: i64) -> Vec<AacUnit> {
-    let mut units = Vec::new();
-    for (i, packet) in packets.iter().enumerate() {
-        units.extend(
-            t.push(packet, start_us + i as i64 * PACKET_US)
-                .expect("transcode"),
-        );
-    }
-    units
+    push_all(packets, start_us, PACKET_US, |p, pts| t.push(p, pts))
 }
 
 /// Where unit `n` of a timeline starting at `origin_us` must sit: from the sample count.
@@ -93,81 +57,6 @@ fn assert_timing(units: &[AacUnit], origin_us: i64) {
         assert_eq!(unit.dts_us, unit_dts(origin_us, n), "unit {n}");
         assert!(!unit.data.is_empty(), "unit {n} is empty");
     }
-}
-
-/// Decodes raw AAC units with fdk-aac; returns interleaved audio and its channel count. The
-/// decoder's own output delay is skipped, so sample 0 is the first unit's dts.
-fn decode_aac(asc: &[u8], units: &[AacUnit]) -> (Vec<i16>, usize) {
-    let mut decoder = Decoder::new(Transport::Raw);
-    decoder.config_raw(asc).expect("valid ASC");
-    let mut pcm = vec![0i16; 8 * 2048];
-    let mut out = Vec::new();
-    let mut channels = 0;
-    let mut skip = None;
-    for unit in units {
-        let filled = decoder.fill(&unit.data).expect("fill");
-        assert_eq!(filled, unit.data.len());
-        decoder.decode_frame(&mut pcm).expect("valid AAC");
-        let info = decoder.stream_info();
-        assert_eq!(info.sampleRate, 48_000);
-        assert_eq!(info.frameSize, 1024);
-        channels = info.numChannels as usize;
-        let skip = skip.get_or_insert(info.outputDelay as usize * channels);
-        let frame = &pcm[..1024 * channels];
-        let from = (*skip).min(frame.len());
-        *skip -= from;
-        out.extend_from_slice(&frame[from..]);
-    }
-    (out, channels)
-}
-
-fn channel(interleaved: &[i16], channels: usize, index: usize) -> Vec<f32> {
-    interleaved
-        .iter()
-        .skip(index)
-        .step_by(channels)
-        .map(|&s| f32::from(s) / 32768.0)
-        .collect()
-}
-
-/// The strongest frequency (5 Hz steps, 100 Hz to 5 kHz) by Goertzel power.
-fn dominant_hz(signal: &[f32]) -> f64 {
-    let power = |freq: f64| {
-        let coeff = 2.0 * (2.0 * PI * freq / RATE as f64).cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in signal {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    };
-    (20..=1000)
-        .map(|step| f64::from(step) * 5.0)
-        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
-        .expect("candidates")
-}
-
-fn rms(signal: &[f32]) -> f64 {
-    (signal.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / signal.len() as f64).sqrt()
-}
-
-/// Checks one channel of decoded AAC: the tone's frequency and a level near the sine's.
-fn assert_tone(decoded: &[i16], channels: usize, index: usize, hz: f64, what: &str) {
-    let samples = channel(decoded, channels, index);
-    // Past the codecs' start-up, half a second of steady tone.
-    let steady = &samples[samples.len() / 4..samples.len() / 4 + RATE / 2];
-    let found = dominant_hz(steady);
-    assert!(
-        (found - hz).abs() <= hz * 0.02,
-        "{what}: dominant {found} Hz, expected {hz} Hz"
-    );
-    let level = rms(steady);
-    let expected = AMPLITUDE / 2f64.sqrt();
-    assert!(
-        level > expected * 0.7 && level < expected * 1.3,
-        "{what}: level {level}, expected about {expected}"
-    );
 }
 
 fn check_transcode(channels: u8) {
@@ -185,11 +74,11 @@ fn check_transcode(channels: u8) {
         "{output} samples out of {input} in"
     );
 
-    let (decoded, decoded_channels) = decode_aac(&t.audio_specific_config(), &units);
-    assert_eq!(decoded_channels, usize::from(channels));
-    assert_tone(&decoded, decoded_channels, 0, LEFT_HZ, "left");
+    let channels = usize::from(channels);
+    let decoded = to_f32(&decode_aac(&t.audio_specific_config(), &units, channels));
+    assert_tone(&decoded, channels, 0, LEFT_HZ, "left");
     if channels == 2 {
-        assert_tone(&decoded, decoded_channels, 1, RIGHT_HZ, "right");
+        assert_tone(&decoded, channels, 1, RIGHT_HZ, "right");
     }
 }
 
@@ -209,8 +98,7 @@ fn a_mono_stream_decoded_as_stereo_has_the_tone_on_both_sides() {
     let mut t = OpusToAac::new(2).expect("transcoder");
     let units = transcode_all(&mut t, &packets, 0);
     assert_timing(&units, 0);
-    let (decoded, channels) = decode_aac(&t.audio_specific_config(), &units);
-    assert_eq!(channels, 2);
+    let decoded = to_f32(&decode_aac(&t.audio_specific_config(), &units, 2));
     assert_tone(&decoded, 2, 0, LEFT_HZ, "left");
     assert_tone(&decoded, 2, 1, LEFT_HZ, "right");
 }
@@ -233,10 +121,7 @@ fn the_audio_specific_config_is_aac_lc_48khz() {
 #[test]
 fn the_encoder_delay_is_not_added_to_the_timeline() {
     // A click 1 s after the first packet's pts must decode 1 s after the first unit's dts.
-    let mut pcm = vec![0i16; 2 * RATE];
-    for (i, s) in pcm[RATE..RATE + 48].iter_mut().enumerate() {
-        *s = ((2.0 * PI * i as f64 / 48.0).sin() * 20_000.0) as i16;
-    }
+    let pcm = click(RATE);
     let mut encoder = opus_encoder(1);
     // Opus's look-ahead delays the click in any Opus decoder: RTP cannot signal it.
     let lookahead = encoder.get_lookahead().expect("lookahead") as usize;
@@ -245,13 +130,7 @@ fn the_encoder_delay_is_not_added_to_the_timeline() {
     let start = 3_000_000;
     let units = transcode_all(&mut t, &packets, start);
     assert_timing(&units, start);
-    let (decoded, _) = decode_aac(&t.audio_specific_config(), &units);
-    let peak = decoded
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, s)| s.unsigned_abs())
-        .map(|(i, _)| i)
-        .expect("not empty");
+    let peak = peak(&to_f32(&decode_aac(&t.audio_specific_config(), &units, 1)));
     // Within the 1 ms burst; the AAC priming (≥ 1024 samples) would be far off.
     let expected = RATE + lookahead;
     assert!(
@@ -279,7 +158,7 @@ fn timestamp_jumps_start_a_new_timeline() {
 /// twice, checks that the timeline holds, and returns the level of each lost packet's time
 /// relative to the tone's.
 fn transcode_with_losses(mut encoder: opus::Encoder) -> Vec<f64> {
-    let pcm = tones(1, 2.0);
+    let pcm = tones(RATE as u32, 1, 2.0, 0.0);
     let packets = encode_opus(&pcm, 1, &mut encoder);
     let lookahead = encoder.get_lookahead().expect("lookahead") as usize;
     let mut t = OpusToAac::new(1).expect("transcoder");
@@ -304,11 +183,10 @@ fn transcode_with_losses(mut encoder: opus::Encoder) -> Vec<f64> {
         units.len()
     );
 
-    let (decoded, _) = decode_aac(&t.audio_specific_config(), &units);
-    let decoded = channel(&decoded, 1, 0);
+    let decoded = to_f32(&decode_aac(&t.audio_specific_config(), &units, 1));
     let steady = &decoded[RATE / 2..RATE];
     assert!((dominant_hz(steady) - LEFT_HZ).abs() <= 20.0);
-    let tone = AMPLITUDE / 2f64.sqrt();
+    let tone = sine_rms();
     (15..packets.len() - 5)
         .step_by(10)
         .map(|lost| {
@@ -367,26 +245,18 @@ fn a_corrupt_packet_is_an_error_and_the_next_one_decodes() {
         units.extend(t.push(packet, pts).expect("a good packet decodes"));
     }
     assert_timing(&units, 0);
-    let (decoded, channels) = decode_aac(&t.audio_specific_config(), &units);
-    assert_tone(&decoded, channels, 0, LEFT_HZ, "left");
-    assert_tone(&decoded, channels, 1, RIGHT_HZ, "right");
+    let decoded = to_f32(&decode_aac(&t.audio_specific_config(), &units, 2));
+    assert_tone(&decoded, 2, 0, LEFT_HZ, "left");
+    assert_tone(&decoded, 2, 1, RIGHT_HZ, "right");
 }
 
 #[test]
 fn random_bytes_never_panic() {
     let packets = opus_tones(2, 0.2);
     let mut t = OpusToAac::new(2).expect("transcoder");
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut garbage = Garbage::new();
     for round in 0..3000 {
-        let len = (next() % 400) as usize;
-        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        let pts = (next() as i64) >> (next() % 64);
+        let (bytes, pts) = garbage.input(400);
         let _ = t.push(&bytes, pts);
         if round % 100 == 0 {
             // Good packets in between, with extreme timestamps too.
@@ -396,7 +266,7 @@ fn random_bytes_never_panic() {
                 let _ = t.push(packet, i64::MIN + offset);
             }
         }
-        let _ = OpusToAac::new(next() as u8);
+        let _ = OpusToAac::new(garbage.next_u64() as u8);
     }
     // Still usable afterwards.
     let packets = opus_tones(2, 0.5);

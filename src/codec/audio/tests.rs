@@ -1,16 +1,10 @@
 //! Real codecs on both ends: sines encoded to AAC with fdk-aac's encoder, transcoded, and the Opus
 //! output decoded with libopus and measured.
 
-use std::f64::consts::PI;
-
 use fdk_aac::enc::{AudioObjectType, BitRate, ChannelMode, Encoder, EncoderParams, Transport};
 
+use super::test_support::*;
 use super::*;
-
-/// Left (or mono) and right test tones.
-const LEFT_HZ: f64 = 1000.0;
-const RIGHT_HZ: f64 = 440.0;
-const AMPLITUDE: f64 = 0.3;
 
 /// An AAC stream: its AudioSpecificConfig and its access units with their dts.
 struct Aac {
@@ -18,11 +12,15 @@ struct Aac {
     units: Vec<(Vec<u8>, i64)>,
 }
 
-/// `seconds` of the test tones encoded by fdk-aac, units stamped by sample count as a publisher
-/// would.
-fn encode_aac(rate: u32, channels: usize, seconds: f64, aot: AudioObjectType) -> Aac {
+/// An fdk-aac encoder of raw AAC with its AudioSpecificConfig and information.
+fn aac_encoder(
+    rate: u32,
+    channels: usize,
+    bit_rate: u32,
+    aot: AudioObjectType,
+) -> (Encoder, Vec<u8>, fdk_aac::enc::InfoStruct) {
     let encoder = Encoder::new(EncoderParams {
-        bit_rate: BitRate::Cbr(if channels == 2 { 128_000 } else { 64_000 }.min(rate * 4)),
+        bit_rate: BitRate::Cbr(bit_rate),
         sample_rate: rate,
         transport: Transport::Raw,
         channels: if channels == 2 {
@@ -35,17 +33,17 @@ fn encode_aac(rate: u32, channels: usize, seconds: f64, aot: AudioObjectType) ->
     .expect("fdk-aac encoder");
     let info = encoder.info().expect("encoder info");
     let asc = info.confBuf[..info.confSize as usize].to_vec();
+    (encoder, asc, info)
+}
+
+/// `seconds` of the test tones encoded by fdk-aac, units stamped by sample count as a publisher
+/// would.
+fn encode_aac(rate: u32, channels: usize, seconds: f64, aot: AudioObjectType) -> Aac {
+    let bit_rate = if channels == 2 { 128_000 } else { 64_000 }.min(rate * 4);
+    let (encoder, asc, info) = aac_encoder(rate, channels, bit_rate, aot);
     let frame = info.frameLength as usize;
 
-    let len = (seconds * f64::from(rate)) as usize;
-    let pcm: Vec<i16> = (0..len)
-        .flat_map(|i| {
-            let t = i as f64 / f64::from(rate);
-            let left = ((2.0 * PI * LEFT_HZ * t).sin() * AMPLITUDE * 32767.0) as i16;
-            let right = ((2.0 * PI * RIGHT_HZ * t).sin() * AMPLITUDE * 32767.0) as i16;
-            [left, right].into_iter().take(channels)
-        })
-        .collect();
+    let pcm = tones(rate, channels, seconds, 0.0);
 
     let mut units = Vec::new();
     let mut out = vec![0u8; 8192];
@@ -75,78 +73,6 @@ fn transcode_all(t: &mut AacToOpus, units: &[(Vec<u8>, i64)], offset_us: i64) ->
         packets.extend(t.push(unit, dts + offset_us).expect("transcode"));
     }
     packets
-}
-
-/// Decodes Opus packets with libopus; returns interleaved 48 kHz audio.
-fn decode_opus(packets: &[OpusPacket], channels: u8) -> Vec<f32> {
-    let mut decoder = opus::Decoder::new(
-        48_000,
-        if channels == 1 {
-            opus::Channels::Mono
-        } else {
-            opus::Channels::Stereo
-        },
-    )
-    .expect("opus decoder");
-    let mut out = Vec::new();
-    let mut frame = vec![0.0f32; 5760 * 2];
-    for packet in packets {
-        let n = decoder
-            .decode_float(&packet.data, &mut frame, false)
-            .expect("valid Opus");
-        assert_eq!(n, OPUS_FRAME_SAMPLES, "samples per packet");
-        out.extend_from_slice(&frame[..n * usize::from(channels)]);
-    }
-    out
-}
-
-fn channel(interleaved: &[f32], channels: usize, index: usize) -> Vec<f32> {
-    interleaved
-        .iter()
-        .skip(index)
-        .step_by(channels)
-        .copied()
-        .collect()
-}
-
-/// The strongest frequency (5 Hz steps, 100 Hz to 5 kHz) by Goertzel power.
-fn dominant_hz(signal: &[f32], rate: f64) -> f64 {
-    let power = |freq: f64| {
-        let coeff = 2.0 * (2.0 * PI * freq / rate).cos();
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in signal {
-            let s0 = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s0;
-        }
-        s1 * s1 + s2 * s2 - coeff * s1 * s2
-    };
-    (20..=1000)
-        .map(|step| f64::from(step) * 5.0)
-        .max_by(|a, b| power(*a).total_cmp(&power(*b)))
-        .expect("candidates")
-}
-
-fn rms(signal: &[f32]) -> f64 {
-    (signal.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / signal.len() as f64).sqrt()
-}
-
-/// Checks one channel of decoded Opus audio: the tone's frequency and a level near the sine's.
-fn assert_tone(decoded: &[f32], channels: usize, index: usize, hz: f64, what: &str) {
-    let samples = channel(decoded, channels, index);
-    // Past the codecs' start-up (encoder priming, Opus look-ahead), half a second of steady tone.
-    let steady = &samples[samples.len() / 4..samples.len() / 4 + 24_000];
-    let found = dominant_hz(steady, 48_000.0);
-    assert!(
-        (found - hz).abs() <= hz * 0.02,
-        "{what}: dominant {found} Hz, expected {hz} Hz"
-    );
-    let level = rms(steady);
-    let expected = AMPLITUDE / 2f64.sqrt();
-    assert!(
-        level > expected * 0.7 && level < expected * 1.3,
-        "{what}: level {level}, expected about {expected}"
-    );
 }
 
 /// Packet timing: `first` then exactly 20 ms apart, each 20 ms long.
@@ -206,8 +132,8 @@ fn transcodes_he_aac_v2_to_stereo() {
     let decoded = decode_opus(&packets, 2);
     // Parametric stereo keeps the tones but not their separation: check the mix.
     let mono: Vec<f32> = decoded.chunks_exact(2).map(|f| f[0] + f[1]).collect();
-    let steady = &mono[mono.len() / 4..mono.len() / 4 + 24_000];
-    let found = dominant_hz(steady, 48_000.0);
+    let steady = &mono[mono.len() / 4..mono.len() / 4 + RATE / 2];
+    let found = dominant_hz(steady);
     assert!(
         (found - LEFT_HZ).abs() < 20.0 || (found - RIGHT_HZ).abs() < 10.0,
         "dominant {found} Hz"
@@ -219,25 +145,10 @@ fn transcodes_he_aac_v2_to_stereo() {
 fn decoder_delay_is_not_added_to_the_timeline() {
     // A click at 1 s of input must come out at 1 s of output: the decoder's delay is skipped.
     let rate = 48_000u32;
-    let encoder = Encoder::new(EncoderParams {
-        bit_rate: BitRate::Cbr(128_000),
-        sample_rate: rate,
-        transport: Transport::Raw,
-        channels: ChannelMode::Mono,
-        audio_object_type: AudioObjectType::Mpeg4LowComplexity,
-    })
-    .expect("fdk-aac encoder");
-    let info = encoder.info().expect("encoder info");
-    let asc = info.confBuf[..info.confSize as usize].to_vec();
+    let (encoder, asc, info) = aac_encoder(rate, 1, 128_000, AudioObjectType::Mpeg4LowComplexity);
     // The encoder's own priming delays the click too; the decoder must add nothing.
     let priming = info.nDelay as usize;
-    let mut pcm = vec![0i16; 2 * rate as usize];
-    for (i, s) in pcm[rate as usize..rate as usize + 48]
-        .iter_mut()
-        .enumerate()
-    {
-        *s = ((2.0 * PI * i as f64 / 48.0).sin() * 20_000.0) as i16;
-    }
+    let pcm = click(rate as usize);
     let mut t = AacToOpus::new(&asc).expect("valid ASC");
     let mut packets = Vec::new();
     let mut out = vec![0u8; 8192];
@@ -252,13 +163,7 @@ fn decoder_delay_is_not_added_to_the_timeline() {
             units += 1;
         }
     }
-    let decoded = decode_opus(&packets, 1);
-    let peak = decoded
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-        .map(|(i, _)| i)
-        .expect("not empty");
+    let peak = peak(&decode_opus(&packets, 1));
     // Opus's look-ahead (6.5 ms) is left in; anything near the AAC decoder delay (≥ 21 ms) is not.
     let expected = rate as usize + priming;
     assert!(
@@ -337,17 +242,9 @@ fn a_corrupt_unit_is_an_error_and_the_next_one_decodes() {
 fn random_bytes_never_panic() {
     let aac = lc(22_050, 2, 0.5);
     let mut t = AacToOpus::new(&aac.asc).expect("valid ASC");
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut garbage = Garbage::new();
     for round in 0..3000 {
-        let len = (next() % 800) as usize;
-        let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-        let dts = (next() as i64) >> (next() % 64);
+        let (bytes, dts) = garbage.input(800);
         let _ = t.push(&bytes, dts);
         if round % 100 == 0 {
             // Good units in between, with extreme timestamps too.
@@ -356,7 +253,7 @@ fn random_bytes_never_panic() {
                 let _ = t.push(unit, i64::MIN + dts);
             }
         }
-        let _ = AacToOpus::new(&bytes[..len.min(8)]);
+        let _ = AacToOpus::new(&bytes[..bytes.len().min(8)]);
     }
     // Still usable afterwards.
     let packets = transcode_all(&mut t, &aac.units, 1_000_000_000);
