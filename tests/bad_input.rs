@@ -90,6 +90,50 @@ fn oversized_message(port: u16) -> Result<(), String> {
     }
 }
 
+/// A real handshake, then a `connect` command whose object nests 120,000 levels deep (840 KB,
+/// under the 1 MiB message limit here): enough to overflow a thread's stack in a decoder that
+/// recurses without bound. The server must refuse it and close only this connection.
+fn deeply_nested_command(port: u16) -> Result<(), String> {
+    let (mut s, _) = rtmp_handshake(port, secs(5))?;
+    const LEVELS: usize = 120_000;
+    let mut body = vec![0x02, 0x00, 0x07];
+    body.extend_from_slice(b"connect");
+    body.extend_from_slice(&[0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]); // transaction 1.0
+    for _ in 0..LEVELS {
+        body.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
+    }
+    body.push(0x05);
+    for _ in 0..LEVELS {
+        body.extend_from_slice(&[0x00, 0x00, 0x09]);
+    }
+    let len = body.len() as u32;
+    let mut message = vec![
+        0x03, // fmt 0, chunk stream 3
+        0,
+        0,
+        0,
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        20, // AMF0 command
+        0,
+        0,
+        0,
+        0,
+    ];
+    for (i, chunk) in body.chunks(128).enumerate() {
+        if i > 0 {
+            message.push(0xc3);
+        }
+        message.extend_from_slice(chunk);
+    }
+    let _ = s.write_all(&message);
+    match wait_socket_closed(&mut s, secs(5)) {
+        Some(_) => Ok(()),
+        None => Err("deeply nested command: connection still open after 5 s".into()),
+    }
+}
+
 #[test]
 fn bad_input_closes_only_that_connection() {
     let mut server = Server::start(&[
@@ -118,6 +162,7 @@ fn bad_input_closes_only_that_connection() {
             truncated_handshake_then_silence,
         ),
         ("oversized message", oversized_message),
+        ("deeply nested command", deeply_nested_command),
         ("random bytes again", random_bytes),
     ] {
         if let Err(e) = attack(server.rtmp_port) {

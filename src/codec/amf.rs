@@ -1,4 +1,7 @@
-//! AMF0 helpers: keeping a publisher's onMetaData as received, and building command replies.
+//! AMF0 helpers: decoding what peers send (bounded, see [`reader`]), keeping a publisher's
+//! onMetaData as received, and building command replies.
+
+pub mod reader;
 
 use crate::media::Metadata;
 use bytes::Bytes;
@@ -9,6 +12,15 @@ use std::collections::HashMap;
 const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
 const ON_METADATA: &str = "onMetaData";
 
+/// Decodes AMF0 values sent by a peer. Bodies nested deeper than [`reader`] allows (or not
+/// AMF0 at all) are refused before `rml_amf0`, which would recurse through them without limit.
+pub fn deserialize(body: &[u8]) -> Result<Vec<Amf0Value>, String> {
+    if !reader::well_formed(body) {
+        return Err("not AMF0, or nested too deep".into());
+    }
+    rml_amf0::deserialize(&mut &body[..]).map_err(|e| format!("{e:?}"))
+}
+
 /// Recognises `@setDataFrame onMetaData {...}` or `onMetaData {...}` in an AMF0 data message and
 /// keeps the `onMetaData {...}` part byte for byte (key order and types preserved).
 pub fn metadata_from_data_message(body: &Bytes) -> Option<Metadata> {
@@ -17,7 +29,7 @@ pub fn metadata_from_data_message(body: &Bytes) -> Option<Metadata> {
     } else {
         body.clone()
     };
-    let values = rml_amf0::deserialize(&mut &rest[..]).ok()?;
+    let values = deserialize(&rest).ok()?;
     match values.first() {
         Some(Amf0Value::Utf8String(name)) if name == ON_METADATA => Some(Metadata { amf0: rest }),
         _ => None,

@@ -280,8 +280,8 @@ impl ServerSession {
         out: &mut OutQueue,
         events: &mut Vec<SessionEvent>,
     ) -> Result<(), SessionError> {
-        let values = rml_amf0::deserialize(&mut &body[..])
-            .map_err(|e| SessionError::Protocol(format!("undecodable command: {e:?}")))?;
+        let values = amf::deserialize(&body)
+            .map_err(|e| SessionError::Protocol(format!("undecodable command: {e}")))?;
         let mut values = values.into_iter();
         let Some(Amf0Value::Utf8String(name)) = values.next() else {
             return Err(SessionError::Protocol("command without a name".into()));

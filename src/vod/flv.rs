@@ -17,8 +17,8 @@
 //! sequence header was found come out, and sequence headers met later (a mid-file change) are
 //! not played: [`FlvReader::configs`] holds the first ones.
 
-use super::amf::{self, Value};
 use super::{kbps, read_exact, to_avcc4, VodError, VodInfo};
+use crate::codec::amf::reader::{self as amf, Value};
 use crate::codec::avc::AvcConfig;
 use crate::codec::flv::{parse_audio, parse_video, Tag};
 use crate::media::{Codec, Frame, TrackConfig};

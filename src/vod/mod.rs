@@ -17,7 +17,6 @@
 //! - Tracks other than H.264 and AAC are skipped; a file with neither is
 //!   [`VodError::Unsupported`].
 
-mod amf;
 mod flv;
 mod metadata;
 mod mp4;

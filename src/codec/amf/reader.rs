@@ -1,15 +1,17 @@
-//! A small AMF0 reader for the onMetaData of FLV files.
+//! A small, bounded AMF0 reader: onMetaData of FLV files, and the check every AMF0 body a peer
+//! sends passes before `rml_amf0` decodes it.
 //!
-//! Why not `rml_amf0`: it recurses without limit (a script tag of nested objects would overflow
-//! the stack) and reads strings with a plain `read`. This one limits nesting to [`MAX_DEPTH`],
-//! allocates only for values whose bytes are present, and returns `None` on anything odd: a file
-//! with unreadable metadata still plays, indexed by its tags.
+//! Why not `rml_amf0` alone: it recurses without limit, so a few hundred kilobytes of nested
+//! objects (an RTMP command, a script tag) overflow a thread's stack and abort the process. This
+//! one limits nesting to [`MAX_DEPTH`], allocates only for values whose bytes are present, and
+//! returns `None` on anything odd.
 
-/// Deeper nesting than onMetaData ever uses (its `keyframes` object holds arrays: depth 3).
-const MAX_DEPTH: usize = 8;
+/// Far deeper than commands and metadata ever nest (onMetaData's `keyframes` object holds
+/// arrays: depth 3), far shallower than any stack.
+const MAX_DEPTH: usize = 32;
 
 #[derive(Clone, Debug, PartialEq)]
-pub(super) enum Value {
+pub enum Value {
     Number(f64),
     Bool(bool),
     String(String),
@@ -21,14 +23,14 @@ pub(super) enum Value {
 }
 
 impl Value {
-    pub(super) fn get(&self, key: &str) -> Option<&Value> {
+    pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
             Value::Object(props) => props.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
 
-    pub(super) fn number(&self, key: &str) -> Option<f64> {
+    pub fn number(&self, key: &str) -> Option<f64> {
         match self.get(key) {
             Some(Value::Number(n)) if n.is_finite() => Some(*n),
             _ => None,
@@ -36,7 +38,7 @@ impl Value {
     }
 
     /// The numbers of an array property; `None` if it is missing or holds anything else.
-    pub(super) fn numbers(&self, key: &str) -> Option<Vec<f64>> {
+    pub fn numbers(&self, key: &str) -> Option<Vec<f64>> {
         match self.get(key) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -51,7 +53,7 @@ impl Value {
 }
 
 /// The object of an `onMetaData` script tag body, if that is what the body holds.
-pub(super) fn on_metadata(body: &[u8]) -> Option<Value> {
+pub fn on_metadata(body: &[u8]) -> Option<Value> {
     let mut r = body;
     match value(&mut r, 0)? {
         Value::String(name) if name == "onMetaData" => {}
@@ -61,6 +63,18 @@ pub(super) fn on_metadata(body: &[u8]) -> Option<Value> {
         object @ Value::Object(_) => Some(object),
         _ => None,
     }
+}
+
+/// Whether `body` is a run of AMF0 values this reader can walk: known types, nesting within
+/// [`MAX_DEPTH`], every length present.
+pub fn well_formed(body: &[u8]) -> bool {
+    let mut r = body;
+    while !r.is_empty() {
+        if value(&mut r, 0).is_none() {
+            return false;
+        }
+    }
+    true
 }
 
 fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -193,6 +207,8 @@ mod tests {
             deep.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
         }
         assert_eq!(on_metadata(&deep), None);
+        assert!(!well_formed(&deep));
+        assert!(well_formed(&[0x02, 0x00, 0x01, b'a', 0x05]));
         let mut lying = vec![0x02, 0x00, 0x0a];
         lying.extend_from_slice(b"onMetaData");
         lying.extend_from_slice(&[0x03, 0x00, 0x01, b'a', 0x0a, 0xff, 0xff, 0xff, 0xff, 0x00]);
