@@ -302,17 +302,21 @@ impl RtmpConnection {
     }
 
     fn refuse(&mut self, stream_id: u32, code: &str, description: &str, ctx: &mut Context<Self>) {
+        self.notify(stream_id, "error", code, description, ctx);
+    }
+
+    /// Sends one `onStatus` on a message stream.
+    fn notify(
+        &mut self,
+        stream_id: u32,
+        level: &str,
+        code: &str,
+        description: &str,
+        ctx: &mut Context<Self>,
+    ) {
         let mut out = OutQueue::new();
-        if status(
-            &self.session.encoder(),
-            &mut out,
-            stream_id,
-            "error",
-            code,
-            description,
-        )
-        .is_ok()
-        {
+        let encoder = self.session.encoder();
+        if status(&encoder, &mut out, stream_id, level, code, description).is_ok() {
             self.send(out, ctx);
         }
     }
@@ -609,20 +613,8 @@ impl RtmpConnection {
             ("NetStream.Unpause.Notify", "Unpaused")
         };
         let name = self.playing.as_ref().map(|p| p.name.name.clone());
-        let mut out = OutQueue::new();
         let description = format!("{what} {}.", name.unwrap_or_default());
-        if status(
-            &self.session.encoder(),
-            &mut out,
-            stream_id,
-            "status",
-            code,
-            &description,
-        )
-        .is_ok()
-        {
-            self.send(out, ctx);
-        }
+        self.notify(stream_id, "status", code, &description, ctx);
     }
 
     fn ingest(&mut self, stream_id: u32, timestamp: u32, body: bytes::Bytes, video: bool) {
@@ -755,18 +747,7 @@ impl Handler<VodSeeked> for RtmpConnection {
             }
             Err(reason) => {
                 let description = format!("{}: seek failed: {reason}", name.name);
-                if status(
-                    &encoder,
-                    &mut out,
-                    msg.stream_id,
-                    "error",
-                    "NetStream.Seek.Failed",
-                    &description,
-                )
-                .is_ok()
-                {
-                    self.send(out, ctx);
-                }
+                self.refuse(msg.stream_id, "NetStream.Seek.Failed", &description, ctx);
             }
         }
     }
@@ -787,16 +768,13 @@ impl Handler<PublisherCommand> for RtmpConnection {
         match msg {
             PublisherCommand::Stop { reason } => {
                 if let Some(p) = self.publishing.take() {
-                    let mut out = OutQueue::new();
-                    let _ = status(
-                        &self.session.encoder(),
-                        &mut out,
+                    self.notify(
                         p.stream_id,
                         "status",
                         "NetStream.Unpublish.Success",
                         &reason,
+                        ctx,
                     );
-                    self.send(out, ctx);
                     info!(stream = %p.name, peer = %self.address, reason = %reason, "publisher cut");
                 }
                 self.close(ctx, "publisher cut by the server");
