@@ -67,6 +67,27 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_before_decoding() {
+        let mut deep = vec![0x02, 0x00, 0x07];
+        deep.extend_from_slice(b"connect");
+        for _ in 0..100_000 {
+            deep.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
+        }
+        deep.push(0x05);
+        for _ in 0..100_000 {
+            deep.extend_from_slice(&[0x00, 0x00, 0x09]);
+        }
+        assert!(deserialize(&deep).is_err());
+        assert!(metadata_from_data_message(&Bytes::from(deep)).is_none());
+        let command = encode(vec![
+            string("connect"),
+            Amf0Value::Number(1.0),
+            object(&[("app", string("live"))]),
+        ]);
+        assert_eq!(deserialize(&command).map(|v| v.len()), Ok(3));
+    }
+
+    #[test]
     fn strips_set_data_frame_and_keeps_the_rest() {
         let inner = encode(vec![
             string("onMetaData"),
