@@ -38,6 +38,7 @@ pub struct Settings {
     pub rtsp: RtspSettings,
     pub webrtc: WebrtcSettings,
     pub vod: VodSettings,
+    pub websocket: WebsocketSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +87,17 @@ pub struct RestSettings {
     pub enabled: bool,
     pub address: String,
     pub port: u16,
+}
+
+/// Media over WebSocket: streams played as fMP4 at `ws://HOST:http.port/ws/play?name=NAME`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebsocketSettings {
+    pub enabled: bool,
+    /// A player whose next frame is further behind the live edge than this skips to the next
+    /// keyframe.
+    pub max_delay_ms: u64,
+    /// A player that answers no ping for this long is closed.
+    pub keepalive_timeout_ms: u64,
 }
 
 /// Video on demand: media files played over RTMP (`app/NAME`), or as a looping live stream

@@ -159,6 +159,14 @@ async fn run(settings: Settings) -> Result<(), String> {
                     default_app: settings.rtmp.default_app.clone(),
                 })
             }),
+            media: settings.websocket.enabled.then(|| {
+                Arc::new(ws::media::MediaContext {
+                    registry: registry.clone(),
+                    default_app: settings.rtmp.default_app.clone(),
+                    settings: settings.websocket.clone(),
+                    max_lag_ms: settings.stream.player_max_lag_ms,
+                })
+            }),
             listings: settings.http.stream_list.then(|| Arc::clone(&rest_state)),
         });
         let server = HttpServer::new(move || {
@@ -167,6 +175,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         })
         // Signalling sessions and their WebRTC viewers live on these workers.
         .workers(workers)
+        .on_connect(ws::media::record_socket)
         .disable_signals()
         .bind(address)
         .map_err(|e| format!("cannot listen for HTTP on {address} (http.port): {e}"))?

@@ -42,6 +42,8 @@ pub enum Protocol {
     Webrtc,
     /// A media file played as a live stream (as a publisher).
     File,
+    /// A browser playing fMP4 over a media WebSocket (as a player).
+    Websocket,
 }
 
 /// Why a stream refused a publisher or player.
@@ -333,6 +335,9 @@ pub struct TrackView {
     pub profile: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<String>,
+    /// Video: whether B-frames (frames with a composition offset) came in this publish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub b_frames: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

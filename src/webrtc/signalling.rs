@@ -67,6 +67,10 @@ pub enum ClientMessage {
     Stop {
         stream_id: String,
     },
+    /// What the stream `name` is now (codecs, B-frames): lets a client choose its transport.
+    Describe {
+        name: String,
+    },
     Ping,
     Disconnect,
 }
@@ -78,6 +82,7 @@ const CLIENT_TYPES: &[&str] = &[
     "answer",
     "candidate",
     "stop",
+    "describe",
     "ping",
     "disconnect",
 ];
@@ -174,6 +179,15 @@ impl ClientMessage {
                 ));
             }
         }
+        if let ClientMessage::Describe { name } = self {
+            if name.trim().is_empty() {
+                return Err(ProtocolError::new(
+                    "bad_request",
+                    "'name' must not be empty",
+                    Some("describe".into()),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -244,6 +258,16 @@ pub enum ServerMessage {
     Candidate {
         stream_id: String,
         candidate: Option<Candidate>,
+    },
+    /// Answer to `describe`: `status` is the stream's (`PUBLISHING`, `WAITING`, `UNPUBLISHED`)
+    /// or `NOT_FOUND`; `video` and `audio` describe its tracks when it has them.
+    Description {
+        name: String,
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        video: Option<Value>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        audio: Option<Value>,
     },
     Error {
         code: &'static str,

@@ -12,7 +12,7 @@ use crate::vod::Recorded;
 use futures_util::Stream as _;
 use mediarouter_core::codec::flv;
 use mediarouter_core::media::{
-    LagAction, LagTracker, MediaPacket, StreamName, Timeline, TrackKind,
+    Codec, LagAction, LagTracker, MediaPacket, StreamName, Timeline, TrackKind,
 };
 use mediarouter_core::rtmp::session::{play_complete, status};
 use mediarouter_core::rtmp::{csid, message_type, ChunkEncoder, MessageHeader, OutQueue};
@@ -124,6 +124,10 @@ struct Player {
     lag: LagTracker,
     waiting_for_keyframe: bool,
     has_video: bool,
+    /// The one audio codec this player gets in this publish epoch: the source's when FLV
+    /// carries it (G.711, AAC), else the AAC transcoded from it. A stream may carry both a
+    /// source codec and AAC made from it for other players; FLV takes one.
+    audio_codec: Option<Codec>,
     bytes_out: Arc<AtomicU64>,
 }
 
@@ -288,6 +292,7 @@ impl Writer {
                     lag: LagTracker::new(self.limits.max_lag_ms),
                     waiting_for_keyframe: true,
                     has_video: false,
+                    audio_codec: None,
                     bytes_out: start.bytes_out,
                 };
                 for packet in &start.snapshot {
@@ -347,6 +352,9 @@ impl Player {
         match packet {
             MediaPacket::Frame(frame) => {
                 let is_video = frame.track() == TrackKind::Video;
+                if !is_video && !self.takes_audio(frame.codec) {
+                    return LagAction::Continue;
+                }
                 self.has_video |= is_video;
                 if self.waiting_for_keyframe {
                     if frame.is_video_keyframe() || (!self.has_video && !is_video) {
@@ -377,7 +385,11 @@ impl Player {
                 );
             }
             MediaPacket::Config(config) => {
-                self.has_video |= config.codec.track() == TrackKind::Video;
+                let is_video = config.codec.track() == TrackKind::Video;
+                if !is_video && !self.takes_audio(config.codec) {
+                    return LagAction::Continue;
+                }
+                self.has_video |= is_video;
                 if let Some(header) = flv::config_header(config) {
                     let timestamp = self.current_ms();
                     let chunk_stream = match config.codec.track() {
@@ -423,10 +435,21 @@ impl Player {
                 self.timeline.new_epoch();
                 self.waiting_for_keyframe = true;
                 self.has_video = false;
+                self.audio_codec = None;
                 self.status(out, "NetStream.Play.PublishNotify", "publisher is back");
             }
         }
         LagAction::Continue
+    }
+
+    /// Whether audio of `codec` goes to this player: the first audio codec FLV carries that the
+    /// epoch brings becomes the player's (the source's configuration comes before any made from
+    /// it, in the snapshot as live), and no other.
+    fn takes_audio(&mut self, codec: Codec) -> bool {
+        if !flv::carries(codec) {
+            return false;
+        }
+        *self.audio_codec.get_or_insert(codec) == codec
     }
 
     /// The RTMP timestamp of a frame: the file's own for a recorded player, the rebased

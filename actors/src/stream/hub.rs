@@ -6,7 +6,7 @@
 //! player that falls behind sees `Lagged` instead of slowing anyone.
 
 use mediarouter_core::media::{Frame, GopCache, MediaPacket, Metadata, TrackConfig, TrackKind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
@@ -16,6 +16,10 @@ pub struct MediaHub {
     pub bytes_in: AtomicU64,
     pub frames_in: AtomicU64,
     pub bytes_out: Arc<AtomicU64>,
+    /// Decode time of the newest source frame per track (video, audio; publisher clock): how far
+    /// behind the live edge a player is, whatever its transport buffers. Per track because a
+    /// publisher's tracks need not share a clock origin.
+    live_edge_us: [AtomicI64; 2],
 }
 
 struct HubState {
@@ -26,6 +30,9 @@ struct HubState {
     /// that no transcoder takes another's output for its input.
     derived_audio_config: Option<Arc<TrackConfig>>,
     metadata: Option<Arc<Metadata>>,
+    /// A video frame of this publish epoch had a composition offset: the stream has B-frames
+    /// (which WebRTC players in browsers cannot play smoothly).
+    b_frames: bool,
     /// Token of the publisher allowed to push; 0 when nobody publishes.
     token: u64,
     epoch: u32,
@@ -41,6 +48,7 @@ impl MediaHub {
                 audio_config: None,
                 derived_audio_config: None,
                 metadata: None,
+                b_frames: false,
                 token: 0,
                 epoch: 0,
             }),
@@ -48,6 +56,7 @@ impl MediaHub {
             bytes_in: AtomicU64::new(0),
             frames_in: AtomicU64::new(0),
             bytes_out: Arc::new(AtomicU64::new(0)),
+            live_edge_us: [AtomicI64::new(0), AtomicI64::new(0)],
         }
     }
 
@@ -67,6 +76,7 @@ impl MediaHub {
         state.audio_config = None;
         state.derived_audio_config = None;
         state.metadata = None;
+        state.b_frames = false;
         let epoch = state.epoch;
         let _ = self.sender.send(MediaPacket::Published { epoch });
     }
@@ -100,6 +110,10 @@ impl MediaHub {
         self.bytes_in
             .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
         self.frames_in.fetch_add(1, Ordering::Relaxed);
+        self.live_edge_us[track_index(frame.track())].store(frame.dts_us, Ordering::Relaxed);
+        if frame.cts_us != 0 && frame.track() == TrackKind::Video {
+            state.b_frames = true;
+        }
         state.gop.push(&frame);
         let _ = self.sender.send(MediaPacket::Frame(frame));
     }
@@ -186,7 +200,24 @@ impl MediaHub {
         (state.video_config.clone(), state.audio_config.clone())
     }
 
+    /// Whether this publish epoch's video has B-frames (seen so far).
+    pub fn has_b_frames(&self) -> bool {
+        self.lock().b_frames
+    }
+
+    /// Decode time of the newest source frame of a track, in the publisher's clock.
+    pub fn live_edge_us(&self, track: TrackKind) -> i64 {
+        self.live_edge_us[track_index(track)].load(Ordering::Relaxed)
+    }
+
     pub fn gop_len(&self) -> usize {
         self.lock().gop.len()
+    }
+}
+
+fn track_index(track: TrackKind) -> usize {
+    match track {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
     }
 }

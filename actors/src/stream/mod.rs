@@ -13,9 +13,9 @@ pub use hub::MediaHub;
 use crate::messages::*;
 use crate::registry::Registry;
 use actix::prelude::*;
-use mediarouter_core::codec::flv;
-use mediarouter_core::media::Codec;
+use mediarouter_core::codec::{flv, fmp4};
 use mediarouter_core::media::StreamName;
+use mediarouter_core::media::{Codec, TrackKind};
 use mediarouter_core::settings::StreamSettings;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -110,31 +110,35 @@ impl Stream {
         }
     }
 
-    /// RTMP players of a stream whose video FLV cannot carry (a WebRTC publisher's VP8) get a
-    /// clear refusal rather than a stream without picture. Checked when a player declares its
-    /// needs and every stats tick, since the video may appear after the player.
+    /// Players whose transport cannot carry the stream's video (a WebRTC publisher's VP8 for
+    /// RTMP's FLV and the WebSocket's fMP4) get a clear refusal rather than a stream without
+    /// picture. Checked when a player declares its needs and every stats tick, since the video
+    /// may appear after the player.
     fn refuse_uncarried_video(&mut self) {
         let Some(codec) = self.hub.configs().0.map(|c| c.codec) else {
             return;
         };
-        if flv::carries(codec) {
-            return;
-        }
-        let refused: Vec<PeerId> = self
+        let refused: Vec<(PeerId, &'static str)> = self
             .players
             .iter()
-            .filter(|(_, p)| p.protocol == Protocol::Rtmp)
-            .map(|(peer, _)| *peer)
+            .filter_map(|(peer, p)| {
+                let (carried, transport) = match p.protocol {
+                    Protocol::Rtmp => (flv::carries(codec), "RTMP"),
+                    Protocol::Websocket => (fmp4::carries(codec), "MP4 over WebSocket"),
+                    Protocol::Webrtc | Protocol::Rtsp | Protocol::File => return None,
+                };
+                (!carried).then_some((*peer, transport))
+            })
             .collect();
-        for peer in refused {
+        for (peer, transport) in refused {
             if let Some(player) = self.players.get(&peer) {
-                info!(stream = %self.name, peer = %player.address, codec = %codec.name(), "RTMP player refused: video codec FLV cannot carry");
+                info!(stream = %self.name, peer = %player.address, codec = %codec.name(), transport, "player refused: video codec its transport cannot carry");
             }
             self.stop_player(
                 peer,
                 "NetStream.Play.Failed",
                 &format!(
-                    "codec not supported: the stream's video is {}, which RTMP cannot carry; play it over WebRTC",
+                    "codec not supported: the stream's video is {}, which {transport} cannot carry; play it over WebRTC",
                     codec.name()
                 ),
             );
@@ -237,6 +241,7 @@ impl Stream {
 
     fn info(&self) -> StreamInfo {
         let (video, audio) = self.hub.configs();
+        let b_frames = self.hub.has_b_frames();
         let view = |c: Option<Arc<mediarouter_core::media::TrackConfig>>| {
             c.map(|c| TrackView {
                 codec: c.codec.name(),
@@ -244,6 +249,7 @@ impl Stream {
                 height: c.info.height,
                 profile: c.info.profile.clone(),
                 level: c.info.level.clone(),
+                b_frames: (c.codec.track() == TrackKind::Video).then_some(b_frames),
                 sample_rate: c.info.sample_rate,
                 channels: c.info.channels,
             })
@@ -253,6 +259,7 @@ impl Stream {
             match p.protocol {
                 Protocol::Rtmp => players.rtmp += 1,
                 Protocol::Webrtc => players.webrtc += 1,
+                Protocol::Websocket => players.websocket += 1,
                 // Cameras and files publish; they never play.
                 Protocol::Rtsp | Protocol::File => {}
             }

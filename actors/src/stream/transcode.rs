@@ -1,7 +1,7 @@
-//! Audio transcoders of one stream: AAC made into Opus for WebRTC viewers, and Opus (WebRTC
-//! publishers) made into AAC for RTMP players, each once for all players that need it, by a
-//! task that reads the stream's fan-out like a player and pushes its output back into the same
-//! hub.
+//! Audio transcoders of one stream: AAC made into Opus for WebRTC viewers, Opus (WebRTC
+//! publishers) made into AAC for RTMP and WebSocket players, and G.711 (cameras) made into AAC
+//! for WebSocket players, each once for all players that need it, by a task that reads the
+//! stream's fan-out like a player and pushes its output back into the same hub.
 //!
 //! Invariants: at most one transcoder per stream and target codec (the stream owns the task
 //! and aborts it when the last viewer needing it leaves); it never blocks the fan-out (a lagging
@@ -11,7 +11,7 @@
 
 use super::MediaHub;
 use bytes::Bytes;
-use mediarouter_core::codec::audio::{AacToOpus, AudioError, OpusToAac};
+use mediarouter_core::codec::audio::{AacToOpus, AudioError, G711Law, G711ToAac, OpusToAac};
 use mediarouter_core::media::{Codec, Frame, MediaPacket, StreamName, TrackConfig};
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 
 /// One direction of audio transcoding, as the shared loop below drives it.
 trait AudioTranscoder: Send + Sized + 'static {
-    const INPUT: Codec;
+    /// The source codecs it takes.
+    const INPUT: &'static [Codec];
     const OUTPUT: Codec;
     /// Made for the source's own audio configuration.
     fn create(source: &TrackConfig) -> Result<Self, AudioError>;
@@ -31,7 +32,7 @@ trait AudioTranscoder: Send + Sized + 'static {
 }
 
 impl AudioTranscoder for AacToOpus {
-    const INPUT: Codec = Codec::Aac;
+    const INPUT: &'static [Codec] = &[Codec::Aac];
     const OUTPUT: Codec = Codec::Opus;
 
     fn create(source: &TrackConfig) -> Result<Self, AudioError> {
@@ -51,7 +52,7 @@ impl AudioTranscoder for AacToOpus {
 }
 
 impl AudioTranscoder for OpusToAac {
-    const INPUT: Codec = Codec::Opus;
+    const INPUT: &'static [Codec] = &[Codec::Opus];
     const OUTPUT: Codec = Codec::Aac;
 
     fn create(_: &TrackConfig) -> Result<Self, AudioError> {
@@ -71,9 +72,32 @@ impl AudioTranscoder for OpusToAac {
     }
 }
 
+impl AudioTranscoder for G711ToAac {
+    const INPUT: &'static [Codec] = &[Codec::Pcma, Codec::Pcmu];
+    const OUTPUT: Codec = Codec::Aac;
+
+    fn create(source: &TrackConfig) -> Result<Self, AudioError> {
+        // G.711 has no configuration bytes: the codec names the law.
+        let law = G711Law::from_codec(source.codec)
+            .ok_or_else(|| AudioError::Config(format!("{} is not G.711", source.codec.name())))?;
+        G711ToAac::new(law)
+    }
+
+    fn output_config(&self) -> Option<Bytes> {
+        Some(self.audio_specific_config())
+    }
+
+    fn push(&mut self, payload: &[u8], dts_us: i64) -> Result<Vec<(Bytes, i64)>, AudioError> {
+        Ok(G711ToAac::push(self, payload, dts_us)?
+            .into_iter()
+            .map(|u| (u.data, u.dts_us))
+            .collect())
+    }
+}
+
 /// Starts the transcoder of a stream's audio from `from` to `to`, if there is one for that
 /// pair: AAC → Opus (RTMP/RTSP sources, WebRTC viewers), Opus → AAC (WebRTC publishers, RTMP
-/// players).
+/// and WebSocket players), G.711 → AAC (cameras, WebSocket players).
 pub fn spawn(
     from: Codec,
     to: Codec,
@@ -83,6 +107,9 @@ pub fn spawn(
     let task = match (from, to) {
         (Codec::Aac, Codec::Opus) => tokio::spawn(transcode::<AacToOpus>(hub, name.clone())),
         (Codec::Opus, Codec::Aac) => tokio::spawn(transcode::<OpusToAac>(hub, name.clone())),
+        (Codec::Pcma | Codec::Pcmu, Codec::Aac) => {
+            tokio::spawn(transcode::<G711ToAac>(hub, name.clone()))
+        }
         _ => return None,
     };
     info!(stream = %name, from = %from.name(), to = %to.name(), "audio transcoder started");
@@ -99,7 +126,7 @@ async fn transcode<T: AudioTranscoder>(hub: Arc<MediaHub>, name: StreamName) {
     let mut errors: u64 = 0;
     loop {
         match receiver.recv().await {
-            Ok(MediaPacket::Frame(frame)) if frame.codec == T::INPUT => {
+            Ok(MediaPacket::Frame(frame)) if T::INPUT.contains(&frame.codec) => {
                 if transcoder.is_none() {
                     transcoder = create::<T>(&hub, epoch, frame.dts_us, &name);
                 }
@@ -118,12 +145,12 @@ async fn transcode<T: AudioTranscoder>(hub: Arc<MediaHub>, name: StreamName) {
                     Err(e) => {
                         errors += 1;
                         if errors.is_power_of_two() {
-                            warn!(stream = %name, errors, from = %T::INPUT.name(), "audio frame not transcoded: {e}");
+                            warn!(stream = %name, errors, from = %frame.codec.name(), "audio frame not transcoded: {e}");
                         }
                     }
                 }
             }
-            Ok(MediaPacket::Config(config)) if config.codec == T::INPUT => {
+            Ok(MediaPacket::Config(config)) if T::INPUT.contains(&config.codec) => {
                 // The source changed its audio: start over with the new configuration.
                 transcoder = None;
             }
@@ -148,7 +175,7 @@ fn create<T: AudioTranscoder>(
     dts_us: i64,
     name: &StreamName,
 ) -> Option<T> {
-    let source = hub.configs().1.filter(|c| c.codec == T::INPUT)?;
+    let source = hub.configs().1.filter(|c| T::INPUT.contains(&c.codec))?;
     match T::create(&source) {
         Ok(t) => {
             if let Some(data) = t.output_config() {
@@ -165,7 +192,7 @@ fn create<T: AudioTranscoder>(
             Some(t)
         }
         Err(e) => {
-            warn!(stream = %name, from = %T::INPUT.name(), "audio cannot be transcoded: {e}");
+            warn!(stream = %name, from = %source.codec.name(), "audio cannot be transcoded: {e}");
             None
         }
     }

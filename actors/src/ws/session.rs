@@ -7,13 +7,14 @@
 //! `webrtc.keepalive_timeout_ms` (no message, no pong) is closed; closing the session, for any
 //! reason, stops every viewer it started.
 
+use crate::messages::{FindStream, GetStreamInfo, StreamInfo};
 use crate::registry::Registry;
 use crate::webrtc::{
     PublisherSpec, ToClient, ViewerSignal, ViewerSpec, WebrtcContext, WebrtcPublisher, WebrtcViewer,
 };
 use actix::prelude::*;
 use actix_web_actors::ws;
-use mediarouter_core::camera::{is_camera_url, CameraUrl};
+use mediarouter_core::camera::is_camera_url;
 use mediarouter_core::media::StreamName;
 use mediarouter_core::webrtc::signalling::{
     ClientMessage, ProtocolError, ServerMessage, SessionStatus, StreamStatus,
@@ -125,6 +126,7 @@ impl WsSession {
                 ViewerSignal::Stop("stopped by client".into()),
                 ctx,
             ),
+            ClientMessage::Describe { name } => self.on_describe(name, ctx),
             ClientMessage::Ping => self.send(&ServerMessage::Pong, ctx),
             ClientMessage::Disconnect => {
                 self.close(SessionStatus::Disconnected, "client disconnected", ctx)
@@ -196,10 +198,10 @@ impl WsSession {
 
     /// `app/name` as given, or a bare name in the session's application.
     fn stream_name(&self, requested: &str) -> StreamName {
-        let app = self.app.clone().unwrap_or_default();
-        match requested.split_once('/') {
-            Some((app, name)) if !app.is_empty() && !name.is_empty() => StreamName::new(app, name),
-            _ => StreamName::new(app, requested.trim_matches('/')),
+        let app = self.app.as_deref().unwrap_or_default();
+        match super::requested_stream(requested, app) {
+            Ok((name, _)) => name,
+            Err(_) => StreamName::new(app, requested.trim_matches('/')),
         }
     }
 
@@ -249,25 +251,21 @@ impl WsSession {
         if !self.admit(&stream_id, ctx) {
             return;
         }
-        let requested = requested.trim().to_string();
-        let (name, camera) = if is_camera_url(&requested) {
-            match CameraUrl::parse(&requested) {
-                Ok(camera) => (StreamName::new("rtsp", camera.masked()), Some(camera)),
-                Err(e) => {
-                    return self.send(
-                        &ServerMessage::Status {
-                            stream_id,
-                            name: requested.chars().take(200).collect(),
-                            status: StreamStatus::Failed,
-                            reason: Some(format!("bad camera URL: {e}")),
-                            info: None,
-                        },
-                        ctx,
-                    )
-                }
+        let app = self.app.as_deref().unwrap_or_default();
+        let (name, camera) = match super::requested_stream(&requested, app) {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                return self.send(
+                    &ServerMessage::Status {
+                        stream_id,
+                        name: requested.trim().chars().take(200).collect(),
+                        status: StreamStatus::Failed,
+                        reason: Some(reason),
+                        info: None,
+                    },
+                    ctx,
+                )
             }
-        } else {
-            (self.stream_name(&requested), None)
         };
         info!(session = %self.id, peer = %self.address, stream = %name, id = %stream_id, "WebRTC play requested");
         let viewer = WebrtcViewer::new(ViewerSpec {
@@ -282,6 +280,28 @@ impl WsSession {
         })
         .start();
         self.streams.insert(stream_id, viewer.recipient());
+    }
+
+    /// Answers with what the stream is now; the name in the answer is the one asked about.
+    fn on_describe(&mut self, requested: String, ctx: &mut ws::WebsocketContext<Self>) {
+        let app = self.app.as_deref().unwrap_or_default();
+        let name = match super::requested_stream(&requested, app) {
+            Ok((name, _)) => name,
+            Err(reason) => {
+                return self.error(
+                    ProtocolError::new("bad_request", reason, Some("describe".into())),
+                    ctx,
+                )
+            }
+        };
+        let registry = self.context.registry.clone();
+        async move {
+            let stream = registry.send(FindStream { name }).await.ok().flatten()?;
+            stream.send(GetStreamInfo).await.ok()
+        }
+        .into_actor(self)
+        .map(move |info, session, ctx| session.send(&describe(requested, info), ctx))
+        .spawn(ctx);
     }
 
     fn signal(
@@ -380,5 +400,39 @@ impl Handler<ToClient> for WsSession {
         if !self.closing {
             self.send(&msg.0, ctx);
         }
+    }
+}
+
+/// The `description` of a stream (`None`: no such stream).
+fn describe(name: String, info: Option<StreamInfo>) -> ServerMessage {
+    let Some(info) = info else {
+        return ServerMessage::Description {
+            name,
+            status: "NOT_FOUND",
+            video: None,
+            audio: None,
+        };
+    };
+    let video = info.video.map(|v| {
+        serde_json::json!({
+            "codec": v.codec,
+            "width": v.width,
+            "height": v.height,
+            "profile": v.profile,
+            "bFrames": v.b_frames.unwrap_or(false),
+        })
+    });
+    let audio = info.audio.map(|a| {
+        serde_json::json!({
+            "codec": a.codec,
+            "sampleRate": a.sample_rate,
+            "channels": a.channels,
+        })
+    });
+    ServerMessage::Description {
+        name,
+        status: info.status,
+        video,
+        audio,
     }
 }

@@ -36,6 +36,7 @@
 //!   SourceBuffer) is skipped and counted; no input makes this module panic.
 
 mod boxes;
+pub mod live;
 #[cfg(test)]
 mod client_tests;
 #[cfg(test)]
@@ -91,6 +92,12 @@ struct TrackSetup {
     timescale: u32,
     /// Video: the AVCC length prefix size (from the avcC record).
     nal_length_size: u8,
+}
+
+/// Whether this writer carries a codec: H.264 video and AAC audio (other audio must be
+/// transcoded to AAC first).
+pub fn carries(codec: Codec) -> bool {
+    matches!(codec, Codec::H264 | Codec::Aac)
 }
 
 /// The `ftyp` + `moov` that starts an MSE SourceBuffer, and its MIME type.
