@@ -30,6 +30,7 @@ use serde_json::Value;
 
 /// The WebRTC tests' server settings and browser scenarios.
 pub mod webrtc;
+pub mod ws_media;
 
 /// Frames per second of the test publisher's video.
 pub const FPS: u32 = 30;
