@@ -238,3 +238,245 @@ impl LiveMuxer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{
+        audio, audio_config, read_fragment, video, video_config, ASC_44100_STEREO,
+    };
+    use super::*;
+    use crate::media::TrackInfo;
+    use bytes::Bytes;
+
+    fn config(config: TrackConfig) -> MediaPacket {
+        MediaPacket::Config(Arc::new(config))
+    }
+
+    fn frame(frame: Frame) -> MediaPacket {
+        MediaPacket::Frame(Arc::new(frame))
+    }
+
+    fn opus_config() -> MediaPacket {
+        config(TrackConfig {
+            codec: Codec::Opus,
+            data: Bytes::new(),
+            dts_us: 0,
+            info: TrackInfo::default(),
+        })
+    }
+
+    /// What came out, as `I` (init with video/audio flags) and `F` (fragment) items.
+    fn kinds(out: &[MuxOutput]) -> Vec<String> {
+        out.iter()
+            .map(|o| match o {
+                MuxOutput::Init(init) => format!(
+                    "I{}{}",
+                    if init.has_video() { "v" } else { "" },
+                    if init.has_audio() { "a" } else { "" }
+                ),
+                MuxOutput::Fragment(_) => "F".into(),
+            })
+            .collect()
+    }
+
+    fn push_all(muxer: &mut LiveMuxer, packets: &[MediaPacket], now: Instant) -> Vec<MuxOutput> {
+        let mut out = Vec::new();
+        for packet in packets {
+            muxer.push(packet, now, &mut out);
+        }
+        out
+    }
+
+    /// The first decode time (tfdt) of the video run of a fragment.
+    fn video_base(out: &MuxOutput) -> u64 {
+        let MuxOutput::Fragment(fragment) = out else {
+            panic!("not a fragment");
+        };
+        let data = fragment.clone().into_bytes();
+        let (_, runs) = read_fragment(&data);
+        runs.iter()
+            .find(|r| r.track_id == 1)
+            .expect("video run")
+            .base
+    }
+
+    #[test]
+    fn output_starts_with_an_init_segment_at_a_keyframe() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let out = push_all(
+            &mut muxer,
+            &[
+                config(video_config()),
+                config(audio_config(ASC_44100_STEREO)),
+                frame(video(0, 0, false)),
+                frame(audio(10_000)),
+                frame(video(33_000, 0, true)),
+                frame(audio(43_000)),
+                frame(video(66_000, 0, false)),
+            ],
+            now,
+        );
+        assert_eq!(kinds(&out), ["Iva", "F", "F", "F"]);
+    }
+
+    #[test]
+    fn a_start_waits_for_the_aac_made_from_other_audio() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let out = push_all(
+            &mut muxer,
+            &[
+                config(video_config()),
+                opus_config(),
+                frame(video(0, 0, true)),
+                frame(video(33_000, 0, false)),
+            ],
+            now,
+        );
+        assert!(out.is_empty(), "{:?}", kinds(&out));
+        assert_eq!(muxer.hold_deadline(), Some(now + HOLD));
+        let out = push_all(
+            &mut muxer,
+            &[config(audio_config(ASC_44100_STEREO)), frame(audio(40_000))],
+            now,
+        );
+        assert_eq!(
+            kinds(&out),
+            ["Iva", "F"],
+            "held frames go out in one fragment"
+        );
+        assert_eq!(muxer.hold_deadline(), None);
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_starts_without_the_missing_track() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let out = push_all(
+            &mut muxer,
+            &[
+                config(video_config()),
+                opus_config(),
+                frame(video(0, 0, true)),
+            ],
+            now,
+        );
+        assert!(out.is_empty());
+        let mut out = Vec::new();
+        muxer.poll_hold(now + HOLD / 2, &mut out);
+        assert!(out.is_empty());
+        muxer.poll_hold(now + HOLD, &mut out);
+        assert_eq!(kinds(&out), ["Iv", "F"]);
+        // The AAC that comes later takes effect, with a new init segment, at the next keyframe.
+        let out = push_all(
+            &mut muxer,
+            &[
+                config(audio_config(ASC_44100_STEREO)),
+                frame(video(33_000, 0, false)),
+                frame(audio(40_000)),
+                frame(video(1_000_000, 0, true)),
+            ],
+            now,
+        );
+        assert_eq!(kinds(&out), ["F", "Iva", "F"]);
+    }
+
+    #[test]
+    fn new_parameters_bring_a_new_init_segment_at_the_next_keyframe() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let mut out = push_all(
+            &mut muxer,
+            &[config(video_config()), frame(video(0, 0, true))],
+            now,
+        );
+        let mut changed = video_config();
+        let mut record = changed.data.to_vec();
+        record[3] = 0x1f;
+        changed.data = Bytes::from(record);
+        out.extend(push_all(
+            &mut muxer,
+            &[
+                config(changed),
+                frame(video(33_000, 0, false)),
+                frame(video(66_000, 0, true)),
+            ],
+            now,
+        ));
+        assert_eq!(kinds(&out), ["Iv", "F", "F", "Iv", "F"]);
+    }
+
+    #[test]
+    fn a_republish_continues_the_timeline_without_a_new_init() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let first = push_all(
+            &mut muxer,
+            &[
+                config(video_config()),
+                frame(video(5_000_000, 0, true)),
+                frame(video(5_033_000, 0, false)),
+            ],
+            now,
+        );
+        let second = push_all(
+            &mut muxer,
+            &[
+                MediaPacket::Unpublished,
+                MediaPacket::Published { epoch: 2 },
+                config(video_config()),
+                frame(video(0, 0, false)),
+                frame(video(0, 0, true)),
+            ],
+            now,
+        );
+        assert_eq!(kinds(&first), ["Iv", "F", "F"]);
+        assert_eq!(
+            kinds(&second),
+            ["F"],
+            "same parameters: no new init segment"
+        );
+        // The new publisher's clock restarts at 0; the viewer's timeline goes on.
+        assert!(video_base(&second[0]) > video_base(&first[2]));
+    }
+
+    #[test]
+    fn a_skip_resumes_at_the_next_keyframe_without_a_gap() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let out = push_all(
+            &mut muxer,
+            &[
+                config(video_config()),
+                frame(video(0, 0, true)),
+                frame(video(33_000, 0, false)),
+            ],
+            now,
+        );
+        muxer.skip();
+        let after = push_all(
+            &mut muxer,
+            &[
+                frame(video(66_000, 0, false)),
+                frame(video(5_000_000, 0, true)),
+            ],
+            now,
+        );
+        assert_eq!(kinds(&after), ["F"], "only the keyframe");
+        let skipped_to = video_base(&after[0]);
+        // Continued where the last fragment ended, not 5 s later.
+        assert!(skipped_to < 90_000 * 2, "{skipped_to}");
+        assert!(skipped_to > video_base(&out[2]));
+    }
+
+    #[test]
+    fn other_codecs_are_ignored() {
+        let now = Instant::now();
+        let mut muxer = LiveMuxer::new();
+        let vp8 = Frame::new(Codec::Vp8, 0, 0, true, Bytes::from_static(&[0x10, 0, 0]));
+        let out = push_all(&mut muxer, &[frame(vp8)], now);
+        assert!(out.is_empty());
+        assert_eq!(muxer.hold_deadline(), None);
+    }
+}

@@ -4,15 +4,15 @@ use super::*;
 use crate::media::TrackInfo;
 
 /// Decoder configuration written by ffmpeg/libx264 for 640x360 baseline level 3.0.
-const RECORD_640X360: &[u8] = &[
+pub(super) const RECORD_640X360: &[u8] = &[
     0x01, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x2f,
     0xf9, 0x70, 0x11, 0x00, 0x00, 0x03, 0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x16, 0x2e,
     0x48, 0x01, 0x00, 0x05, 0x68, 0xcb, 0x83, 0xcb, 0x20,
 ];
 /// AAC-LC, 44.1 kHz, stereo.
-const ASC_44100_STEREO: &[u8] = &[0x12, 0x10];
+pub(super) const ASC_44100_STEREO: &[u8] = &[0x12, 0x10];
 
-fn video_config() -> TrackConfig {
+pub(super) fn video_config() -> TrackConfig {
     TrackConfig {
         codec: Codec::H264,
         data: Bytes::from_static(RECORD_640X360),
@@ -21,7 +21,7 @@ fn video_config() -> TrackConfig {
     }
 }
 
-fn audio_config(asc: &'static [u8]) -> TrackConfig {
+pub(super) fn audio_config(asc: &'static [u8]) -> TrackConfig {
     TrackConfig {
         codec: Codec::Aac,
         data: Bytes::from_static(asc),
@@ -41,11 +41,11 @@ fn avcc(len: usize, fill: u8) -> Bytes {
     Bytes::from(v)
 }
 
-fn video(dts_us: i64, cts_us: i32, keyframe: bool) -> Frame {
+pub(super) fn video(dts_us: i64, cts_us: i32, keyframe: bool) -> Frame {
     Frame::new(Codec::H264, dts_us, cts_us, keyframe, avcc(20, 0x41))
 }
 
-fn audio(dts_us: i64) -> Frame {
+pub(super) fn audio(dts_us: i64) -> Frame {
     Frame::new(
         Codec::Aac,
         dts_us,
@@ -105,9 +105,9 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 #[derive(Debug, PartialEq)]
-struct Run {
-    track_id: u32,
-    base: u64,
+pub(super) struct Run {
+    pub(super) track_id: u32,
+    pub(super) base: u64,
     /// duration, size, flags, composition offset
     samples: Vec<(u32, u32, u32, i32)>,
     payloads: Vec<Vec<u8>>,
@@ -115,7 +115,7 @@ struct Run {
 
 /// Reads every moof + mdat pair of a fragment: sequence numbers and the runs in them, with the
 /// payloads found through the data offsets.
-fn read_fragment(data: &[u8]) -> (Vec<u32>, Vec<Run>) {
+pub(super) fn read_fragment(data: &[u8]) -> (Vec<u32>, Vec<Run>) {
     let mut sequences = Vec::new();
     let mut runs = Vec::new();
     let mut pos = 0;
