@@ -264,21 +264,18 @@ impl MediaBody {
     }
 
     /// Queues the muxer's output: an init segment goes as a text `init` then a binary message.
+    /// PLAYING goes before the first output of a start (the first, and after a republish).
     fn emit(&mut self) {
+        if self.muxed.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.announce) {
+            self.announce_playing();
+        }
         let mut bytes = 0u64;
         for output in std::mem::take(&mut self.muxed) {
             match output {
                 MuxOutput::Init(init) => {
-                    if std::mem::take(&mut self.announce) {
-                        let b_frames = self.feed.as_ref().is_some_and(|f| f.hub.has_b_frames());
-                        let info = json!({
-                            "video": init.has_video().then_some("H264"),
-                            "audio": init.has_audio().then_some("AAC"),
-                            "bFrames": b_frames,
-                        });
-                        info!(stream = %self.name, peer = %self.peer, mime = init.mime_codecs(), "WebSocket player playing");
-                        self.status(StreamStatus::Playing, None, Some(info));
-                    }
                     let header = json!({
                         "type": "init",
                         "mime": init.mime_codecs(),
@@ -301,11 +298,28 @@ impl MediaBody {
                 }
             }
         }
-        if bytes > 0 {
-            if let Some(feed) = &self.feed {
-                feed.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-            }
+        if let Some(feed) = &self.feed {
+            feed.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         }
+    }
+
+    /// PLAYING, with the tracks of the init segment the output starts with.
+    fn announce_playing(&mut self) {
+        let init = self.muxed.iter().find_map(|o| match o {
+            MuxOutput::Init(init) => Some(init),
+            MuxOutput::Fragment(_) => None,
+        });
+        let Some(init) = init.or(self.muxer.init()) else {
+            return;
+        };
+        let b_frames = self.feed.as_ref().is_some_and(|f| f.hub.has_b_frames());
+        let info = json!({
+            "video": init.has_video().then_some("H264"),
+            "audio": init.has_audio().then_some("AAC"),
+            "bFrames": b_frames,
+        });
+        info!(stream = %self.name, peer = %self.peer, mime = init.mime_codecs(), "WebSocket player playing");
+        self.status(StreamStatus::Playing, None, Some(info));
     }
 
     /// Runs a start that waits for a configuration out when its time is up.
