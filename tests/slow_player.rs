@@ -17,23 +17,7 @@ fn stalled_players_do_not_slow_others_and_get_disconnected() {
         ("stream.player_max_queued_bytes", "262144"),
     ]);
     let url = server.url("stall");
-    // 8 Mbit/s constant bitrate (x264 filler), so stalled players' socket buffers fill quickly.
-    let _publisher = publish_ffmpeg(
-        &url,
-        60,
-        &[
-            "-b:v",
-            "8M",
-            "-minrate",
-            "8M",
-            "-maxrate",
-            "8M",
-            "-bufsize",
-            "2M",
-            "-x264-params",
-            "nal-hrd=cbr",
-        ],
-    );
+    let _publisher = publish_ffmpeg(&url, 60, &CBR_8M);
     wait_live(server.rtmp_port, "live", "stall", secs(15));
 
     // Stalled player 1: a scripted client that plays, receives some video, then never reads.

@@ -218,22 +218,7 @@ fn a_stalled_websocket_player_is_dropped_and_does_not_slow_others() {
         ("websocket.max_delay_ms", "1000"),
     ]);
     let url = server.url("stall");
-    let _publisher = publish_ffmpeg(
-        &url,
-        40,
-        &[
-            "-b:v",
-            "8M",
-            "-minrate",
-            "8M",
-            "-maxrate",
-            "8M",
-            "-bufsize",
-            "2M",
-            "-x264-params",
-            "nal-hrd=cbr",
-        ],
-    );
+    let _publisher = publish_ffmpeg(&url, 40, &CBR_8M);
     wait_live(server.rtmp_port, "live", "stall", secs(15));
     let mut stalled = WsMediaClient::play(server.http_port, "stall").expect("stalled socket");
     let got = stalled.receive(Duration::from_millis(1500));

@@ -8,6 +8,7 @@ use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::{MediaPacket, QueryParams, StreamName};
+use mediarouter_core::webrtc::signalling::StreamStatus;
 use serde::Serialize;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -297,6 +298,22 @@ pub enum PublisherCommand {
 pub enum PlayerCommand {
     /// End playback with this status code (e.g. `NetStream.Play.StreamNotFound`).
     Stop { code: String, description: String },
+}
+
+impl PlayerCommand {
+    /// The final status of a browser player (WebRTC, WebSocket) told to stop: `FAILED` with
+    /// the reason for a missing stream or a refusal, else `STOPPED`.
+    pub fn browser_status(self) -> (StreamStatus, String) {
+        match self {
+            PlayerCommand::Stop { code, .. } if code.ends_with("StreamNotFound") => {
+                (StreamStatus::Failed, "stream not found".into())
+            }
+            PlayerCommand::Stop { code, description } if code.ends_with("Failed") => {
+                (StreamStatus::Failed, description)
+            }
+            PlayerCommand::Stop { description, .. } => (StreamStatus::Stopped, description),
+        }
+    }
 }
 
 // ---- REST view ----

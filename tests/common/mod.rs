@@ -612,6 +612,21 @@ pub fn publish_ffmpeg_sized(url: &str, seconds: u32, size: &str, extra: &[&str])
     Proc::spawn("ffmpeg-publisher", "ffmpeg", &args)
 }
 
+/// x264 options for 8 Mbit/s constant bitrate (filler data): a stalled player's socket
+/// buffers fill within a second or two.
+pub const CBR_8M: [&str; 10] = [
+    "-b:v",
+    "8M",
+    "-minrate",
+    "8M",
+    "-maxrate",
+    "8M",
+    "-bufsize",
+    "2M",
+    "-x264-params",
+    "nal-hrd=cbr",
+];
+
 /// What an ffmpeg player decoded.
 #[derive(Debug)]
 pub struct Played {

@@ -894,16 +894,9 @@ impl Handler<PlayerCommand> for WebrtcViewer {
     type Result = ();
 
     fn handle(&mut self, msg: PlayerCommand, ctx: &mut Context<Self>) {
-        match msg {
-            PlayerCommand::Stop { code, description } => {
-                // The stream already forgot this viewer.
-                self.stream = None;
-                if code.ends_with("StreamNotFound") {
-                    self.finish(StreamStatus::Failed, "stream not found".into(), ctx);
-                } else {
-                    self.finish(StreamStatus::Stopped, description, ctx);
-                }
-            }
-        }
+        // The stream already forgot this viewer.
+        self.stream = None;
+        let (status, reason) = msg.browser_status();
+        self.finish(status, reason, ctx);
     }
 }

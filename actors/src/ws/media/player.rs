@@ -200,19 +200,10 @@ impl Handler<PlayerCommand> for MediaPlayer {
     type Result = ();
 
     fn handle(&mut self, msg: PlayerCommand, ctx: &mut Context<Self>) {
-        match msg {
-            PlayerCommand::Stop { code, description } => {
-                // The stream already forgot this player.
-                self.stream = None;
-                if code.ends_with("StreamNotFound") {
-                    self.finish(StreamStatus::Failed, "stream not found".into(), ctx);
-                } else if code.ends_with("Failed") {
-                    self.finish(StreamStatus::Failed, description, ctx);
-                } else {
-                    self.finish(StreamStatus::Stopped, description, ctx);
-                }
-            }
-        }
+        // The stream already forgot this player.
+        self.stream = None;
+        let (status, reason) = msg.browser_status();
+        self.finish(status, reason, ctx);
     }
 }
 
