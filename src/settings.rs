@@ -98,6 +98,9 @@ pub struct WebsocketSettings {
     pub max_delay_ms: u64,
     /// A player that answers no ping for this long is closed.
     pub keepalive_timeout_ms: u64,
+    /// Kernel send buffer of a media socket: what the kernel holds beyond it hides a slow
+    /// viewer from the server (and adds to its delay) until it is full.
+    pub send_buffer_bytes: usize,
 }
 
 /// Video on demand: media files played over RTMP (`app/NAME`), or as a looping live stream

@@ -282,6 +282,43 @@ fn a_stalled_websocket_player_is_dropped_and_does_not_slow_others() {
     );
 }
 
+/// A viewer whose link is slower than the stream skips to keyframes (told NOT_ENOUGH_BANDWIDTH)
+/// and keeps playing what it gets: fragments that still decode, from keyframes on.
+#[test]
+fn a_slow_websocket_player_skips_to_keyframes_and_plays_on() {
+    let server = Server::start(&[("websocket.max_delay_ms", "1000")]);
+    let url = server.url("slow");
+    let _publisher = publish_ffmpeg(&url, 30, &CBR_8M);
+    wait_live(server.rtmp_port, "live", "slow", secs(15));
+    let mut slow =
+        WsMediaClient::open_with(server.http_port, "name=slow", Some(64 * 1024)).expect("socket");
+    // About 2.6 Mbit/s against 8.
+    slow.throttle(16 * 1024, Duration::from_millis(50));
+    let got = slow.receive(secs(10));
+    let statuses = got.status_names();
+    eprintln!("slow player: {statuses:?}, {} fragments", got.fragments);
+    assert!(
+        statuses.contains(&"NOT_ENOUGH_BANDWIDTH".to_string()),
+        "{statuses:?}"
+    );
+    assert!(got.close.is_none() && !slow.closed, "{:?}", got.close);
+    assert!(got.fragments > 100, "{} fragments", got.fragments);
+    let dir = TempDir::new("ws-slow");
+    let file = dir.join("slow.mp4");
+    std::fs::write(&file, &got.media).expect("write");
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(&file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    let errors = String::from_utf8_lossy(&decode.stderr);
+    assert!(
+        errors.trim().is_empty(),
+        "what a slow player got must decode: {errors}"
+    );
+}
+
 #[test]
 fn bad_requests_get_clear_answers_and_break_nothing() {
     let server = Server::start(&[("stream.play_wait_timeout_ms", "1500")]);

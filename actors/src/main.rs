@@ -176,6 +176,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         // Signalling sessions and their WebRTC viewers live on these workers.
         .workers(workers)
         .on_connect(ws::media::record_socket)
+        // WebSockets (signalling, media) never end on their own: a stop does not wait for them.
+        .shutdown_timeout(2)
         .disable_signals()
         .bind(address)
         .map_err(|e| format!("cannot listen for HTTP on {address} (http.port): {e}"))?

@@ -20,6 +20,8 @@ pub struct WsMediaClient {
     stream: TcpStream,
     buf: Vec<u8>,
     pub closed: bool,
+    /// A slow reader: at most this many bytes per read, then a pause.
+    throttle: Option<(usize, Duration)>,
 }
 
 /// Everything a client read in a while.
@@ -48,8 +50,29 @@ impl WsMediaClient {
     /// Opens `/ws/play` with this query string; `Err` carries the HTTP status line and body of a
     /// refused upgrade.
     pub fn open(http_port: u16, query: &str) -> Result<WsMediaClient, String> {
-        let mut stream =
-            TcpStream::connect(("127.0.0.1", http_port)).map_err(|e| format!("connect: {e}"))?;
+        Self::open_with(http_port, query, None)
+    }
+
+    /// As [`WsMediaClient::open`], with a small kernel receive buffer when given: on loopback
+    /// the kernel would otherwise absorb seconds of media for a slow reader, which a real slow
+    /// link does not.
+    pub fn open_with(
+        http_port: u16,
+        query: &str,
+        receive_buffer: Option<usize>,
+    ) -> Result<WsMediaClient, String> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| format!("socket: {e}"))?;
+        if let Some(bytes) = receive_buffer {
+            socket
+                .set_recv_buffer_size(bytes)
+                .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+        }
+        let address: std::net::SocketAddr = ([127, 0, 0, 1], http_port).into();
+        socket
+            .connect(&address.into())
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut stream: TcpStream = socket.into();
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .map_err(|e| e.to_string())?;
@@ -65,6 +88,7 @@ impl WsMediaClient {
             stream,
             buf: Vec::new(),
             closed: false,
+            throttle: None,
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         let end = loop {
@@ -95,10 +119,23 @@ impl WsMediaClient {
         )
     }
 
+    /// Reads at most `bytes` at a time with a `pause` after each read: a viewer on a link
+    /// slower than the stream.
+    pub fn throttle(&mut self, bytes: usize, pause: Duration) {
+        self.throttle = Some((bytes.clamp(1, 65536), pause));
+    }
+
     /// Reads what the socket has; false at end of stream.
     fn fill(&mut self) -> Result<bool, String> {
         let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
+        let limit = match self.throttle {
+            Some((bytes, pause)) => {
+                std::thread::sleep(pause);
+                bytes
+            }
+            None => chunk.len(),
+        };
+        match self.stream.read(&mut chunk[..limit]) {
             Ok(0) => {
                 self.closed = true;
                 Ok(false)

@@ -55,14 +55,16 @@ pub fn record_socket(connection: &dyn std::any::Any, data: &mut actix_web::dev::
 }
 
 /// A handle of our own on the request's connection socket, with Nagle off (fragments are small
-/// and latency matters).
-fn own_socket(req: &HttpRequest) -> Option<std::net::TcpStream> {
+/// and latency matters) and the kernel's send buffer bounded (media queued there is invisible
+/// to the slow-viewer policy).
+fn own_socket(req: &HttpRequest, send_buffer_bytes: usize) -> Option<std::net::TcpStream> {
     let ConnectionSocket(fd) = *req.conn_data::<ConnectionSocket>()?;
     // SAFETY: the descriptor belongs to the connection this request arrived on, which the HTTP
     // layer keeps open at least until the handler returns; it is only borrowed to duplicate it.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let socket = std::net::TcpStream::from(borrowed.try_clone_to_owned().ok()?);
     let _ = socket.set_nodelay(true);
+    let _ = socket2::SockRef::from(&socket).set_send_buffer_size(send_buffer_bytes);
     Some(socket)
 }
 
@@ -106,7 +108,7 @@ pub async fn play(
         name,
         camera,
         address,
-        socket: own_socket(&req),
+        socket: own_socket(&req, context.settings.send_buffer_bytes),
         context,
         body: commands,
         progress,
