@@ -193,12 +193,13 @@ export const FINAL = ['STOPPED', 'FAILED'];
 
 /**
  * In the page (page.evaluate): a session and one stream of `name`, with the recorder in
- * window.t: every session and stream status with its time, the errors, the received track kinds
- * and (publish) the local tracks. Times count from now, or (`timesFromPlay`) from the start of
- * playAndFirstFrame. The stream shows on a new <video> (t.video) unless `preview` is false;
- * `serverOffer` asks the server for the offer.
+ * window.t: every session and stream status with its time (and the transport in use), the
+ * errors, the received track kinds and (publish) the local tracks. Times count from now, or
+ * (`timesFromPlay`) from the start of playAndFirstFrame. The stream shows on a new <video>
+ * (t.video) unless `preview` is false; `serverOffer` asks the server for the offer; `transport`
+ * ('auto', 'webrtc', 'ws') is the stream's option when given.
  */
-export async function sdkSetup({ name, label, preview, serverOffer, timesFromPlay }) {
+export async function sdkSetup({ name, label, preview, serverOffer, timesFromPlay, transport }) {
   const { Session, EVENT } = window.mr;
   const t = (window.t = {
     statuses: [],
@@ -233,9 +234,10 @@ export async function sdkSetup({ name, label, preview, serverOffer, timesFromPla
   }
   const options = { name, display: preview === false ? undefined : video };
   if (serverOffer) options.serverOffer = true;
+  if (transport) options.transport = transport;
   const stream = (t.stream = session.createStream(options));
   stream.on(EVENT.STATUS, (e) => {
-    t.statuses.push({ status: e.status, reason: e.reason ?? null, info: e.info ?? null, t: since() });
+    t.statuses.push({ status: e.status, reason: e.reason ?? null, info: e.info ?? null, t: since(), transport: e.transport ?? null });
     console.info(`${label} status=${e.status} ${e.reason || ''}`);
   });
   stream.on(EVENT.TRACK, (e) => t.tracks.push(e.track.kind));

@@ -2,9 +2,12 @@
 // click Play, read the status badge and the live stats (resolution, frame rate, ...), click Stop.
 // Streams page: wait until it lists the stream (and the camera pull), click the stream's Play
 // link (and the camera's), and read the Player it opens. Prints one JSON line; with
-// --screenshots DIR it also saves desktop (1280x800) and phone (390x844) screenshots.
+// --screenshots DIR it also saves desktop (1280x800) and phone (390x844) screenshots. With
+// --transport auto|webrtc|ws the Player's transport choice is set before Play (the Player then
+// shows the transport in use in #transport); --player-only skips the index and Streams pages.
 //
 //   node pages.mjs --base http://127.0.0.1:8080 --name test [--camera cam1] [--screenshots DIR]
+//        [--transport ws] [--player-only]
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,6 +24,8 @@ run(
     camera: '',
     screenshots: '',
     playTimeoutMs: 20000,
+    transport: '',
+    playerOnly: false,
   },
   async (args, log, onExit) => {
     const base = args.base.replace(/\/$/, '');
@@ -58,6 +63,8 @@ run(
         videoCodec: await text(page, '#stat-vcodec'),
         audioCodec: await text(page, '#stat-acodec'),
         framesDecoded: await text(page, '#stat-frames'),
+        transport: await text(page, '#transport'),
+        buffer: await text(page, '#stat-buffer'),
       };
     };
     const clickStop = async (page) => {
@@ -70,15 +77,18 @@ run(
     const out = { scenario: 'pages', name: args.name };
 
     // Index.
-    const index = await open(`${base}/`, 'index');
-    out.index = { links: await index.locator('a').evaluateAll((as) => as.map((a) => a.getAttribute('href'))) };
-    await shot(index, 'index-desktop.png');
-    await shot(index, 'index-phone.png', PHONE);
-    await index.close();
+    if (!args.playerOnly) {
+      const index = await open(`${base}/`, 'index');
+      out.index = { links: await index.locator('a').evaluateAll((as) => as.map((a) => a.getAttribute('href'))) };
+      await shot(index, 'index-desktop.png');
+      await shot(index, 'index-phone.png', PHONE);
+      await index.close();
+    }
 
     // Player, clicked through.
     const player = await open(`${base}/player.html`, 'player');
     await player.fill('#name', args.name);
+    if (args.transport) await player.selectOption('#transport-choice', args.transport);
     await player.click('#play');
     out.player = await readPlayer(player);
     // Unmute (a click: a user gesture) and read the video element back.
@@ -95,6 +105,7 @@ run(
     await player.setViewportSize(DESKTOP);
     out.player.afterStop = await clickStop(player);
     await player.close();
+    if (args.playerOnly) return out;
 
     // Streams page.
     const streams = await open(`${base}/streams.html`, 'streams');

@@ -1,8 +1,9 @@
 // mediarouter browser SDK: a Session is one WebSocket to the server's /ws signalling endpoint
 // (web/sdk/PROTOCOL.md); each Stream on it either plays one server stream (an RTMP publish, a
-// WebRTC publish, an IP camera by its rtsp:// URL) over an RTCPeerConnection into a <video>
-// element, or publishes the browser's camera and microphone (H.264 + Opus) under a name. Every
-// status change is an event; getStats() reads the receiver (play) or sender (publish) numbers.
+// WebRTC publish, an IP camera by its rtsp:// URL) into a <video> element, over an
+// RTCPeerConnection or as fMP4 on a WebSocket of its own into Media Source Extensions (mse.js),
+// or publishes the browser's camera and microphone (H.264 + Opus) under a name. Every status
+// change is an event; getStats() reads the receiver (play) or sender (publish) numbers.
 // Plain ES module, no dependencies, no build step.
 //
 //   import { Session, SESSION_STATUS, STREAM_STATUS } from '/sdk/mediarouter.js';
@@ -13,6 +14,8 @@
 //
 //   const mine = session.createStream({ name: 'doctor', display: document.querySelector('#me') });
 //   await mine.publish();                // camera + mic, resolves when PUBLISHING
+
+import { MsePlayer, mseSupported, wsPlayUrl } from './mse.js';
 
 /** SDK version (not the server's). */
 export const VERSION = '0.1.0';
@@ -98,6 +101,24 @@ export const VIDEO_CODEC = Object.freeze({
   /** AV1 only (refused by the server). */
   AV1: 'AV1',
 });
+
+/**
+ * Media transports of a play (`transport` option).
+ * @readonly
+ * @enum {string}
+ */
+export const TRANSPORT = Object.freeze({
+  /** WebRTC where the browser has it, except for streams whose H.264 has B-frames (they play
+   * smoothly over 'ws' only): the server's `describe` tells. The default. */
+  AUTO: 'auto',
+  /** RTCPeerConnection (H.264 + Opus or G.711). */
+  WEBRTC: 'webrtc',
+  /** fMP4 over a WebSocket into Media Source Extensions (H.264 + AAC). Play only. */
+  WS: 'ws',
+});
+
+/** How long play() with transport 'auto' waits for the server's `description` (ms). */
+const DESCRIBE_TIMEOUT_MS = 2000;
 
 const FINAL_STREAM = new Set([STREAM_STATUS.STOPPED, STREAM_STATUS.FAILED]);
 
@@ -230,6 +251,8 @@ export class Session extends Emitter {
     this.ws = null;
     this._nextId = 1;
     this._pongWaiters = [];
+    // describe() calls waiting for their `description`: {name, resolve}.
+    this._describeWaiters = [];
     this._connecting = null;
   }
 
@@ -351,11 +374,37 @@ export class Session extends Emitter {
   }
 
   /**
+   * Asks the server to describe a stream as it is now (`describe`): resolves with its
+   * `description` ({name, status, video: {codec, width, height, profile, bFrames}, audio:
+   * {codec, sampleRate, channels}}), or null when none comes within `timeoutMs` (an older
+   * server, a closed session). Never rejects.
+   * @param {string} name `test` or `live/test`
+   * @param {number} [timeoutMs]
+   * @returns {Promise<object|null>}
+   */
+  describe(name, timeoutMs = DESCRIBE_TIMEOUT_MS) {
+    return new Promise((resolve) => {
+      const waiter = {
+        name,
+        resolve: (d) => {
+          clearTimeout(timer);
+          this._describeWaiters = this._describeWaiters.filter((w) => w !== waiter);
+          resolve(d);
+        },
+      };
+      const timer = setTimeout(() => waiter.resolve(null), timeoutMs);
+      this._describeWaiters.push(waiter);
+      if (!this.send({ type: 'describe', name })) waiter.resolve(null);
+    });
+  }
+
+  /**
    * @typedef {object} StreamOptions
    * @property {string} name `test`, `live/test`, or a camera URL `rtsp://user:pass@host/path`
    * @property {HTMLVideoElement|HTMLElement} [display] a <video>, or a container that gets one
-   * @property {'webrtc'|'ws'} [transport] media transport: 'webrtc' (default); 'ws' (fMP4 over
-   *   WebSocket into MSE) comes with issue #6
+   * @property {'auto'|'webrtc'|'ws'} [transport] media transport of play(): 'auto' (default:
+   *   'ws' when the browser has no WebRTC or the stream's H.264 has B-frames, else 'webrtc'),
+   *   'webrtc', or 'ws' (fMP4 over a WebSocket into Media Source Extensions); see TRANSPORT
    * @property {string} [streamId] unique in the session (default v1, v2, ...)
    * @property {RTCIceServer[]} [iceServers] overrides the session's
    * @property {boolean} [serverOffer] let the server make the offer (default: the client offers)
@@ -425,6 +474,7 @@ export class Session extends Emitter {
     if (FINAL_SESSION.has(this.status)) return;
     for (const w of this._pongWaiters) w.clear();
     this._pongWaiters = [];
+    for (const w of [...this._describeWaiters]) w.resolve(null);
     const ws = this.ws;
     this.ws = null;
     if (ws && status === SESSION_STATUS.FAILED) {
@@ -472,10 +522,15 @@ export class Session extends Emitter {
       case 'error': {
         const err = { code: msg.code, message: msg.message, ref: msg.ref };
         this._emit(EVENT.ERROR, err);
+        // A server without `describe` (or refusing one): no description will come.
+        if (msg.ref === 'describe') for (const w of [...this._describeWaiters]) w.resolve(null);
         const target = typeof msg.ref === 'string' ? this.streams.get(msg.ref) : undefined;
         if (target) target._onError(err);
         break;
       }
+      case 'description':
+        for (const w of this._describeWaiters.filter((w) => sameStream(w.name, msg.name))) w.resolve(msg);
+        break;
       case 'status':
       case 'answer':
       case 'offer':
@@ -491,6 +546,7 @@ export class Session extends Emitter {
 
 /**
  * @typedef {object} StreamStats
+ * @property {'webrtc'|'ws'} transport
  * @property {number|null} width decoded video width
  * @property {number|null} height
  * @property {number|null} framesPerSecond decoded frame rate
@@ -504,6 +560,23 @@ export class Session extends Emitter {
  * @property {number} videoPacketsReceived
  * @property {number} audioPacketsReceived
  * @property {number} timestamp ms (performance clock of the stats report)
+ */
+
+/**
+ * @typedef {object} WsStreamStats The stats of a play over transport 'ws': width, height,
+ *   framesPerSecond, bitrateKbps, packetsLost (0), framesDecoded, audioSamples (null),
+ *   videoCodec ('H264'), audioCodec ('AAC'), bytesReceived and timestamp as in StreamStats, and:
+ * @property {'ws'} transport
+ * @property {number} framesDropped from getVideoPlaybackQuality()
+ * @property {number|null} bufferSeconds buffered media ahead of currentTime
+ * @property {number} currentTime
+ * @property {number} playbackRate 1, or a little more while catching up
+ * @property {number} fragments media fragments received
+ * @property {number} fragmentsDropped fragments the browser could not take in time
+ * @property {number} inits init segments received (a new one after a republish in another format)
+ * @property {number} jumps seeks of the latency control
+ * @property {boolean} audio whether the last init segment has an audio track
+ * @property {number|null} audioDecodedBytes Chromium's webkitAudioDecodedByteCount
  */
 
 /**
@@ -546,7 +619,7 @@ export class Stream extends Emitter {
     super();
     this.session = session;
     this.options = {
-      transport: 'webrtc',
+      transport: TRANSPORT.AUTO,
       muted: true,
       serverOffer: false,
       playTimeoutMs: 0,
@@ -558,10 +631,12 @@ export class Stream extends Emitter {
     this.name = options.name;
     /** @type {string} the streamId of the protocol */
     this.id = options.streamId;
-    this.transport = this.options.transport;
-    if (this.transport !== 'webrtc' && this.transport !== 'ws') {
-      throw new Error(`unknown transport '${this.transport}' (webrtc or ws)`);
+    if (!Object.values(TRANSPORT).includes(this.options.transport)) {
+      throw new Error(`unknown transport '${this.options.transport}' (${Object.values(TRANSPORT).join(', ')})`);
     }
+    /** @type {string} the transport in use once play() or publish() started ('webrtc' or 'ws'),
+     * the `transport` option before */
+    this.transport = this.options.transport;
     /** @type {string} */
     this.status = STREAM_STATUS.NEW;
     /** @type {string|undefined} */
@@ -570,6 +645,12 @@ export class Stream extends Emitter {
     this.info = undefined;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
+    /** @type {MsePlayer|null} the play over transport 'ws' */
+    this._mse = null;
+    // play() is choosing its transport ('auto': waiting for the server's description).
+    this._choosing = false;
+    // Counts play()/publish() attempts: an async step of an older one does nothing.
+    this._attempt = 0;
     /** @type {MediaStream|null} the received media (play) */
     this.mediaStream = null;
     /** @type {MediaStream|null} the published camera/microphone (publish), for a preview */
@@ -629,6 +710,9 @@ export class Stream extends Emitter {
   _reset(direction) {
     if (!this.session.streams.has(this.id)) this.session.streams.set(this.id, this);
     this.direction = direction;
+    this._attempt++;
+    this._choosing = false;
+    this.transport = direction === 'publish' ? TRANSPORT.WEBRTC : this.options.transport;
     this._remoteSet = false;
     this._pendingCandidates = [];
     this._localCandidates = null;
@@ -640,16 +724,87 @@ export class Stream extends Emitter {
   }
 
   /**
-   * Starts playing: creates the peer connection, negotiates, attaches the media to the display.
+   * Starts playing: chooses the transport ('auto': see TRANSPORT), then either creates the peer
+   * connection and negotiates, or opens the media WebSocket; attaches the media to the display.
    * Resolves with the stream when it is PLAYING, rejects when it ends first (STOPPED/FAILED) or
-   * after `playTimeoutMs`. Status events fire either way.
+   * after `playTimeoutMs`. Status events fire either way; `transport` tells which one plays.
    * @returns {Promise<Stream>}
    */
   play() {
-    const notReady = this._notReady("transport 'ws' (fMP4 over WebSocket) is not implemented yet (issue #6)");
+    const notReady = this._notReady(null);
     if (notReady) return Promise.reject(notReady);
-    if (this.pc) return this._playing || Promise.resolve(this);
-    return this._begin('play', STREAM_STATUS.PLAYING, this.options.playTimeoutMs, () => this._startWebrtc());
+    if (this.pc || this._mse || this._choosing) return this._playing || Promise.resolve(this);
+    return this._begin('play', STREAM_STATUS.PLAYING, this.options.playTimeoutMs, () => this._startPlay());
+  }
+
+  /**
+   * @private Play: the transport (at once, or once the server described the stream), then it.
+   * A known transport starts before the first await, as play() always did.
+   */
+  async _startPlay() {
+    const chosen = this._chooseTransport();
+    if (typeof chosen === 'string') return this._startTransport(chosen);
+    const attempt = this._attempt;
+    this._choosing = true;
+    const transport = await chosen;
+    if (attempt !== this._attempt) return undefined;
+    this._choosing = false;
+    // Stopped while waiting for the description.
+    if (this._ended) return undefined;
+    return this._startTransport(transport);
+  }
+
+  /** @private */
+  _startTransport(transport) {
+    this.transport = transport;
+    return transport === TRANSPORT.WS ? this._startWs() : this._startWebrtc();
+  }
+
+  /**
+   * @private The transport of this play: the option when it names one; for 'auto', 'ws' without
+   * RTCPeerConnection, else 'ws' when the server describes H.264 with B-frames (which WebRTC
+   * plays badly) and the browser has MSE, else 'webrtc' (camera URLs and unknown streams too).
+   * @returns {string|Promise<string>}
+   */
+  _chooseTransport() {
+    const wanted = this.options.transport;
+    if (wanted !== TRANSPORT.AUTO) return wanted;
+    if (typeof window === 'undefined' || typeof window.RTCPeerConnection !== 'function') return TRANSPORT.WS;
+    if (isCameraUrl(this.name) || !mseSupported()) return TRANSPORT.WEBRTC;
+    return this.session.describe(this.name).then((d) => (d && d.video && d.video.bFrames === true ? TRANSPORT.WS : TRANSPORT.WEBRTC));
+  }
+
+  /**
+   * @private Play over 'ws': fMP4 on the media WebSocket of the session's server into MSE on
+   * the display (a <video> of its own, not in the page, when the stream has none).
+   */
+  async _startWs() {
+    if (!mseSupported()) throw new Error('Media Source Extensions are not available in this browser');
+    if (!this.video) this.video = document.createElement('video');
+    const player = new MsePlayer({
+      url: wsPlayUrl(this.session.url, this._fullName()),
+      video: this.video,
+      muted: this.options.muted,
+      onStatus: (msg) => {
+        if (this._mse === player) this._onMessage(msg);
+      },
+      onEnd: (status, reason) => {
+        if (this._mse === player) this._close(status, reason, true);
+      },
+    });
+    this._mse = player;
+    this._announced = true;
+    player.open();
+  }
+
+  /**
+   * @private The name as the media WebSocket takes it: with the session's appKey in front of a
+   * bare name (the signalling session applies it, the media socket has no session); camera URLs
+   * and `app/stream` names as they are.
+   */
+  _fullName() {
+    const appKey = this.session.options.appKey;
+    return appKey && !this.name.includes('/') ? `${appKey}/${this.name}` : this.name;
   }
 
   /**
@@ -665,9 +820,9 @@ export class Stream extends Emitter {
    * @returns {Promise<Stream>}
    */
   publish(options = {}) {
-    const notReady = this._notReady("transport 'ws' cannot publish: use 'webrtc'");
+    const notReady = this._notReady("transport 'ws' cannot publish: use 'webrtc' or 'auto'");
     if (notReady) return Promise.reject(notReady);
-    if (this.pc) {
+    if (this.pc || this._mse || this._choosing) {
       return this.direction === 'publish' && this._playing ? this._playing : Promise.reject(new Error(`stream is busy (${this.direction})`));
     }
     const opts = { ...this.options, ...options };
@@ -679,12 +834,12 @@ export class Stream extends Emitter {
   }
 
   /**
-   * @private Why play() or publish() cannot start now, or null: the 'ws' transport (`wsReason`),
-   * a session that is not ESTABLISHED.
+   * @private Why play() or publish() cannot start now, or null: the 'ws' transport when
+   * `wsReason` is given (publish), a session that is not ESTABLISHED.
    * @returns {Error|null}
    */
   _notReady(wsReason) {
-    if (this.transport === 'ws') return new Error(wsReason);
+    if (wsReason && this.options.transport === TRANSPORT.WS) return new Error(wsReason);
     if (this.session.status !== SESSION_STATUS.ESTABLISHED) {
       return new Error(`session is ${this.session.status}, not ESTABLISHED`);
     }
@@ -710,10 +865,18 @@ export class Stream extends Emitter {
   /**
    * Stops playing or publishing: sends `stop`, closes the peer connection and (publish) stops
    * the camera and microphone tracks the SDK acquired itself. The status becomes STOPPED when
-   * the server confirms (or at once when the session is gone or nothing was sent yet).
+   * the server confirms (or at once when the session is gone or nothing was sent yet). Over
+   * 'ws': sends `stop` on the media socket, closes it and ends the MediaSource; STOPPED at once.
    */
   stop() {
     if (this._ended || this.status === STREAM_STATUS.NEW) return;
+    if (this._mse) {
+      const player = this._mse;
+      this._mse = null;
+      player.stop();
+      this._close(STREAM_STATUS.STOPPED, 'stopped by client', true);
+      return;
+    }
     if (!this._announced) {
       // Nothing was sent to the server yet (still getting the camera or making the offer).
       this._close(STREAM_STATUS.STOPPED, 'stopped by client', true);
@@ -762,15 +925,19 @@ export class Stream extends Emitter {
   }
 
   /**
-   * Statistics from RTCPeerConnection.getStats(). Playing: the receiver's (inbound-rtp of audio
-   * and video, StreamStats). Publishing: the sender's (outbound-rtp, PublishStats). The bitrate
+   * Statistics. Playing over WebRTC: the receiver's (RTCPeerConnection.getStats() inbound-rtp of
+   * audio and video, StreamStats). Playing over 'ws': the video element's and the media
+   * socket's (WsStreamStats). Publishing: the sender's (outbound-rtp, PublishStats). The bitrate
    * covers the time since the previous call (null on the first call).
-   * @returns {Promise<StreamStats|PublishStats|null>} null when there is no peer connection
+   * @returns {Promise<StreamStats|WsStreamStats|PublishStats|null>} null when nothing plays or
+   *   publishes
    */
   async getStats() {
+    if (this._mse) return this._mse.stats();
     if (!this.pc) return null;
     if (this.direction === 'publish') return this._publishStats();
     const out = {
+      transport: TRANSPORT.WEBRTC,
       width: null,
       height: null,
       framesPerSecond: null,
@@ -795,6 +962,7 @@ export class Stream extends Emitter {
   /** @private Sender statistics (outbound-rtp) of a publish. */
   _publishStats() {
     const out = {
+      transport: TRANSPORT.WEBRTC,
       width: null,
       height: null,
       framesPerSecond: null,
@@ -1101,7 +1269,7 @@ export class Stream extends Emitter {
     this.status = status;
     this.reason = reason;
     if (info !== undefined) this.info = info;
-    const data = { status, reason, info: this.info, name: this.name, streamId: this.id };
+    const data = { status, reason, info: this.info, name: this.name, streamId: this.id, transport: this.transport };
     this._emit(status, data);
     this._emit(EVENT.STATUS, data);
   }
@@ -1109,11 +1277,20 @@ export class Stream extends Emitter {
   /** @private Ends this play or publish with a final status. */
   _close(status, reason, local, info) {
     this._closePeer();
+    this._closeMse();
+    this._choosing = false;
     this._releaseLocal();
     // The first final status of a play wins (a local STOPPED/FAILED, then the server's own).
     if (this._ended) return;
     this._ended = true;
     this._setStatus(status, reason, info, true);
+  }
+
+  /** @private Closes the media socket of a 'ws' play (nothing more is sent on it). */
+  _closeMse() {
+    const player = this._mse;
+    this._mse = null;
+    if (player) player.close();
   }
 
   /** @private */
@@ -1131,6 +1308,20 @@ export class Stream extends Emitter {
       }
     }
   }
+}
+
+/** Whether `name` is a camera URL (`rtsp://...`, `rtsps://...`) rather than a stream name. */
+function isCameraUrl(name) {
+  return /^rtsps?:\/\//i.test(name);
+}
+
+/**
+ * Whether a `description` of `answered` (as the server names it: `live/test`) answers a
+ * describe of `asked` (`test` in the session's application, or `live/test`).
+ */
+function sameStream(asked, answered) {
+  if (typeof answered !== 'string') return false;
+  return asked === answered || (!asked.includes('/') && answered.endsWith(`/${asked}`));
 }
 
 function stopTracks(mediaStream) {
