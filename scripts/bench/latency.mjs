@@ -48,6 +48,8 @@ try {
       };
       await new Promise((resolve) => {
         const end = performance.now() + seconds * 1000;
+        // A stream that stops presenting frames ends the window too.
+        setTimeout(resolve, seconds * 1000 + 500);
         const onFrame = (now, meta) => {
           firstFrameMs ??= now - playStart;
           const stamp = read();
