@@ -36,9 +36,9 @@
 //!   SourceBuffer) is skipped and counted; no input makes this module panic.
 
 mod boxes;
-pub mod live;
 #[cfg(test)]
 mod client_tests;
+pub mod live;
 #[cfg(test)]
 mod tests;
 
