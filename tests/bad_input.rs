@@ -8,10 +8,6 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the RTMP port");
     s.set_nodelay(true).ok();

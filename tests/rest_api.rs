@@ -5,11 +5,6 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::time::Duration;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
 
 fn assert_error_body(what: &str, body: &Value) {
     assert!(

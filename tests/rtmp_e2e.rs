@@ -7,10 +7,6 @@ use common::*;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 #[test]
 fn three_players_joining_at_different_moments_decode_video_and_audio() {
     let server = Server::start(&[]);

@@ -16,15 +16,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ms(m: u64) -> Duration {
-    Duration::from_millis(m)
-}
+use std::time::Instant;
 
 /// The RTSP settings every test starts with (short, so tests stay quick); `extra` replaces or adds.
 fn start_server(extra: &[(&str, &str)]) -> Server {

@@ -4,11 +4,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
 
 /// Runs the server expecting it to refuse to start; returns its stderr.
 fn expect_refusal(what: &str, args: &[&str], env: &[(String, String)], needle: &str) -> String {

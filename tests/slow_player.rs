@@ -6,10 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 #[test]
 fn stalled_players_do_not_slow_others_and_get_disconnected() {
     let server = Server::start(&[

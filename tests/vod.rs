@@ -28,14 +28,6 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 use vod_client::{Msg, VodClient};
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ms(m: u64) -> Duration {
-    Duration::from_millis(m)
-}
-
 /// Frame rate of the fixtures' video.
 const FIX_FPS: u32 = 25;
 /// GOP length of the fixtures (a keyframe every 25 frames = 1 s).

@@ -23,14 +23,6 @@ use serde_json::{json, Value};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ms(m: u64) -> Duration {
-    Duration::from_millis(m)
-}
-
 /// Asserts REST counts `n` WebRTC viewers of `name` (within `timeout`).
 fn assert_webrtc_viewers(server: &Server, name: &str, n: i64, timeout: Duration, failure: &str) {
     assert_stream(server, name, timeout, |v| webrtc_players(v) == n, failure);

@@ -19,10 +19,6 @@ use common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 fn publish_args(server: &Server, name: &str, mode: &str, extra: &[&str]) -> Vec<String> {
     scenario_args(server, name, &[&["--mode", mode][..], extra].concat())
 }

@@ -5,13 +5,9 @@
 
 mod common;
 
-use common::ws_media::{probe_frame_counts, WsMediaClient, WsMessage};
+use common::ws_media::{decode_errors, probe_frame_counts, WsMediaClient, WsMessage};
 use common::*;
 use std::time::{Duration, Instant};
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
 
 fn websocket_players(v: Option<&serde_json::Value>) -> i64 {
     v.and_then(|v| v["players"]["websocket"].as_i64())
@@ -75,27 +71,14 @@ fn a_b_frame_stream_arrives_as_fmp4_that_ffprobe_decodes() {
     );
 
     let dir = TempDir::new("ws-bf");
-    let file = dir.join("bf.mp4");
-    std::fs::write(&file, &got.media).expect("write");
+    let file = got.save(&dir, "bf.mp4");
     let counts = probe_frame_counts(&file);
     eprintln!("ffprobe: {counts:?}");
-    let frames = |codec: &str| {
-        counts
-            .iter()
-            .find(|(c, _)| c == codec)
-            .map_or(0, |(_, n)| *n)
-    };
     // 5 s of 30 fps plus the GOP cache's head start; audio 44.1 kHz in 1024-sample frames.
-    assert!(frames("h264") >= 120, "{counts:?}");
-    assert!(frames("aac") >= 170, "{counts:?}");
-    let decode = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let errors = String::from_utf8_lossy(&decode.stderr);
-    assert!(errors.trim().is_empty(), "decode errors: {errors}");
+    assert!(counts.of("h264") >= 120, "{counts:?}");
+    assert!(counts.of("aac") >= 170, "{counts:?}");
+    let errors = decode_errors(&file);
+    assert!(errors.is_empty(), "decode errors: {errors}");
 
     drop(client);
     let (ok, v) = server.wait_stream("bf", secs(5), |v| websocket_players(v) == 0);
@@ -132,22 +115,12 @@ fn a_g711_camera_plays_with_aac_while_rtmp_keeps_g711() {
     assert!(played.audio > 0, "RTMP player decoded no audio: {played:?}");
 
     let dir = TempDir::new("ws-g711");
-    for (label, media) in [("first", &got.media), ("second", &got2.media)] {
-        let file = dir.join(&format!("{label}.mp4"));
-        std::fs::write(&file, media).expect("write");
-        let counts = probe_frame_counts(&file);
+    for (label, received) in [("first", &got), ("second", &got2)] {
+        let counts = probe_frame_counts(&received.save(&dir, &format!("{label}.mp4")));
         eprintln!("{label} WebSocket player: {counts:?}");
-        let aac = counts
-            .iter()
-            .find(|(c, _)| c == "aac")
-            .map_or(0, |(_, n)| *n);
         // 48 kHz AAC: 47 frames a second; allow for the transcoder's start.
-        assert!(aac >= 100, "{label}: AAC frames {counts:?}");
-        let h264 = counts
-            .iter()
-            .find(|(c, _)| c == "h264")
-            .map_or(0, |(_, n)| *n);
-        assert!(h264 >= 75, "{label}: video frames {counts:?}");
+        assert!(counts.of("aac") >= 100, "{label}: AAC frames {counts:?}");
+        assert!(counts.of("h264") >= 75, "{label}: video frames {counts:?}");
     }
     let codecs = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-rw_timeout", "15000000", "-show_entries"])
@@ -303,18 +276,9 @@ fn a_slow_websocket_player_skips_to_keyframes_and_plays_on() {
     );
     assert!(got.close.is_none() && !slow.closed, "{:?}", got.close);
     assert!(got.fragments > 100, "{} fragments", got.fragments);
-    let dir = TempDir::new("ws-slow");
-    let file = dir.join("slow.mp4");
-    std::fs::write(&file, &got.media).expect("write");
-    let decode = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(&file)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg");
-    let errors = String::from_utf8_lossy(&decode.stderr);
+    let errors = decode_errors(&got.save(&TempDir::new("ws-slow"), "slow.mp4"));
     assert!(
-        errors.trim().is_empty(),
+        errors.is_empty(),
         "what a slow player got must decode: {errors}"
     );
 }

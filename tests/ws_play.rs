@@ -17,15 +17,7 @@ use common::webrtc::*;
 use common::*;
 use serde_json::Value;
 use std::thread::sleep;
-use std::time::{Duration, Instant};
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn ms(m: u64) -> Duration {
-    Duration::from_millis(m)
-}
+use std::time::Instant;
 
 /// Frames a 3 s window must at least decode (30 fps streams, 25 fps camera).
 const MIN_FRAMES: i64 = 40;

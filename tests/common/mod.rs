@@ -41,6 +41,14 @@ pub const AAC_FPS: f64 = 44100.0 / 1024.0;
 // Paths, temp dirs, ports
 // ------------------------------------------------------------------------------------------------
 
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

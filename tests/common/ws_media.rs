@@ -282,8 +282,31 @@ impl WsMediaClient {
     }
 }
 
-/// Frames per stream (`codec_name` → decoded frame count) that ffprobe finds in an fMP4 file.
-pub fn probe_frame_counts(path: &std::path::Path) -> Vec<(String, u64)> {
+/// Decoded frames per codec that ffprobe finds in an fMP4 file.
+#[derive(Debug)]
+pub struct FrameCounts(pub Vec<(String, u64)>);
+
+impl FrameCounts {
+    /// Frames of `codec` (ffprobe's `codec_name`), 0 when there is no such stream.
+    pub fn of(&self, codec: &str) -> u64 {
+        self.0
+            .iter()
+            .find(|(c, _)| c == codec)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+impl Received {
+    /// Writes what came (init segments and fragments) to `dir/name`: an fMP4 file.
+    pub fn save(&self, dir: &super::TempDir, name: &str) -> std::path::PathBuf {
+        let file = dir.join(name);
+        std::fs::write(&file, &self.media).expect("write the received media");
+        file
+    }
+}
+
+/// What ffprobe decodes of an fMP4 file, per codec.
+pub fn probe_frame_counts(path: &std::path::Path) -> FrameCounts {
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-count_frames", "-show_entries"])
         .arg("stream=codec_name,nb_read_frames")
@@ -291,11 +314,24 @@ pub fn probe_frame_counts(path: &std::path::Path) -> Vec<(String, u64)> {
         .arg(path)
         .output()
         .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (codec, count) = line.split_once(',')?;
-            Some((codec.to_string(), count.trim().parse().ok()?))
-        })
-        .collect()
+    FrameCounts(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (codec, count) = line.split_once(',')?;
+                Some((codec.to_string(), count.trim().parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+/// What ffmpeg reports decoding a file at its error level (empty: a clean decode).
+pub fn decode_errors(path: &std::path::Path) -> String {
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    String::from_utf8_lossy(&decode.stderr).trim().to_string()
 }

@@ -14,8 +14,6 @@ use crate::webrtc::{
 };
 use actix::prelude::*;
 use actix_web_actors::ws;
-use mediarouter_core::camera::is_camera_url;
-use mediarouter_core::media::StreamName;
 use mediarouter_core::webrtc::signalling::{
     ClientMessage, ProtocolError, ServerMessage, SessionStatus, StreamStatus,
 };
@@ -196,15 +194,6 @@ impl WsSession {
         true
     }
 
-    /// `app/name` as given, or a bare name in the session's application.
-    fn stream_name(&self, requested: &str) -> StreamName {
-        let app = self.app.as_deref().unwrap_or_default();
-        match super::requested_stream(requested, app) {
-            Ok((name, _)) => name,
-            Err(_) => StreamName::new(app, requested.trim_matches('/')),
-        }
-    }
-
     fn on_publish(
         &mut self,
         stream_id: String,
@@ -215,18 +204,21 @@ impl WsSession {
         if !self.admit(&stream_id, ctx) {
             return;
         }
-        let requested = requested.trim();
-        if is_camera_url(requested) {
-            return self.error(
-                ProtocolError::new(
-                    "bad_request",
-                    "a camera URL cannot be published to",
-                    Some(stream_id),
-                ),
-                ctx,
-            );
-        }
-        let name = self.stream_name(requested);
+        let app = self.app.as_deref().unwrap_or_default();
+        let name = match super::requested_stream(&requested, app) {
+            Ok((name, None)) => name,
+            // A camera URL, parsable or not.
+            _ => {
+                return self.error(
+                    ProtocolError::new(
+                        "bad_request",
+                        "a camera URL cannot be published to",
+                        Some(stream_id),
+                    ),
+                    ctx,
+                )
+            }
+        };
         info!(session = %self.id, peer = %self.address, stream = %name, id = %stream_id, "WebRTC publish requested");
         let publisher = WebrtcPublisher::new(PublisherSpec {
             stream_id: stream_id.clone(),

@@ -89,6 +89,11 @@ impl MediaPlayer {
             last: Some(last),
             reason,
         });
+        self.stop_after_grace(ctx);
+    }
+
+    /// Gives the socket `CLOSE_GRACE` to take what is queued, then cuts it and stops.
+    fn stop_after_grace(&self, ctx: &mut Context<Self>) {
         ctx.run_later(CLOSE_GRACE, |player, ctx| {
             player.cut();
             ctx.stop();
@@ -242,10 +247,7 @@ impl StreamHandler<Result<Frame, ProtocolError>> for MediaPlayer {
                 reason: "client gone".into(),
             });
         }
-        ctx.run_later(CLOSE_GRACE, |player, ctx| {
-            player.cut();
-            ctx.stop();
-        });
+        self.stop_after_grace(ctx);
     }
 }
 
