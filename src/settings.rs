@@ -7,6 +7,7 @@
 
 use config::{Config, Environment, File, FileFormat, Map, Value, ValueKind};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use thiserror::Error;
 
@@ -39,7 +40,66 @@ pub struct Settings {
     pub webrtc: WebrtcSettings,
     pub vod: VodSettings,
     pub websocket: WebsocketSettings,
+    /// The default application: options of every application without an `[apps.KEY]` table.
+    pub app: AppSettings,
+    /// Applications with options of their own, by key (`[apps.KEY]`; keys a table leaves out
+    /// take the built-in defaults of `[app]`, not the values `[app]` was given).
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSettings>,
 }
+
+/// Who may use an application, and how its backend is asked (`[app]`, `[apps.KEY]`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppSettings {
+    /// false: every client of the application is refused.
+    pub enabled: bool,
+    /// Backend hooks are POSTed here; empty: no hooks.
+    pub backend_url: String,
+    /// Events sent to the backend, comma-separated (connect, publish, play: decisions; stop,
+    /// unpublish, disconnect: notifications).
+    pub hooks: String,
+    /// A decision not answered within this time is a refusal.
+    pub hook_timeout_ms: u64,
+    /// Further attempts of a notification the backend did not take.
+    pub notify_retries: u32,
+    /// HMAC-SHA256 secret of the application's tokens; empty: no tokens.
+    pub token_secret: String,
+    /// Actions that need a token when a secret is set, comma-separated (publish, play).
+    pub token_actions: String,
+}
+
+impl AppSettings {
+    /// Whether `event` (connect, publish, play, stop, unpublish, disconnect) goes to the backend.
+    pub fn hooks(&self, event: &str) -> bool {
+        !self.backend_url.is_empty() && list_has(&self.hooks, event)
+    }
+
+    /// Whether `action` (publish, play) needs a token.
+    pub fn needs_token(&self, action: &str) -> bool {
+        !self.token_secret.is_empty() && list_has(&self.token_actions, action)
+    }
+}
+
+impl Settings {
+    /// The options of application `key`.
+    pub fn app(&self, key: &str) -> &AppSettings {
+        self.apps.get(key).unwrap_or(&self.app)
+    }
+}
+
+fn list_has(list: &str, item: &str) -> bool {
+    list.split(',').any(|entry| entry.trim() == item)
+}
+
+/// Events a backend may be sent.
+pub const HOOK_EVENTS: [&str; 6] = [
+    "connect",
+    "publish",
+    "play",
+    "stop",
+    "unpublish",
+    "disconnect",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
@@ -87,6 +147,8 @@ pub struct RestSettings {
     pub enabled: bool,
     pub address: String,
     pub port: u16,
+    /// When set, every REST request must carry it (`Authorization: Bearer KEY` or `X-API-Key`).
+    pub api_key: String,
 }
 
 /// Media over WebSocket: streams played as fMP4 at `ws://HOST:http.port/ws/play?name=NAME`.
@@ -163,7 +225,9 @@ impl Settings {
             .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
             .build()
             .map_err(|e| SettingsError::Config(format!("embedded defaults: {e}")))?;
-        let known = flatten(&table(&defaults)?);
+        let defaults_table = table(&defaults)?;
+        let known = flatten(&defaults_table);
+        let mut app_keys = Vec::new();
 
         let mut builder =
             Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
@@ -180,6 +244,7 @@ impl Settings {
                     reason: e.to_string(),
                 })?;
             check_known(&known, &from_file, &path.display().to_string())?;
+            app_keys.extend(app_keys_of(&from_file)?);
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
 
@@ -198,7 +263,18 @@ impl Settings {
             .build()
             .map_err(config_error)?;
         check_known(&known, &env_only, "environment")?;
+        app_keys.extend(app_keys_of(&env_only)?);
         builder = builder.add_source(environment);
+        // An [apps.KEY] table takes the built-in [app] values for the keys it leaves out.
+        if let Some(ValueKind::Table(app_defaults)) = defaults_table.get("app").map(|v| &v.kind) {
+            for key in &app_keys {
+                for (field, value) in app_defaults {
+                    builder = builder
+                        .set_default(format!("apps.{key}.{field}"), value.clone())
+                        .map_err(config_error)?;
+                }
+            }
+        }
 
         let merged = builder.build().map_err(config_error)?;
         let settings: Settings = merged.try_deserialize().map_err(config_error)?;
@@ -327,6 +403,22 @@ impl Settings {
                 "must not exceed rtsp.reconnect_max_ms".into(),
             );
         }
+        for (key, app) in std::iter::once(("app".to_string(), &self.app))
+            .chain(self.apps.iter().map(|(k, a)| (format!("apps.{k}"), a)))
+        {
+            app.validate(&key)?;
+        }
+        for key in self.apps.keys() {
+            if key.is_empty() || key.contains(['/', '?', '.']) {
+                return invalid(
+                    &format!("apps.{key}"),
+                    "an application key is one path segment without '/', '?' or '.'".into(),
+                );
+            }
+        }
+        if !self.rest.api_key.is_empty() && self.rest.api_key.len() < 16 {
+            return invalid("rest.api_key", "use at least 16 characters".into());
+        }
         for (key, value) in [
             ("rtsp.connect_timeout_ms", self.rtsp.connect_timeout_ms),
             ("rtsp.frame_timeout_ms", self.rtsp.frame_timeout_ms),
@@ -348,19 +440,84 @@ impl Settings {
     }
 }
 
+impl AppSettings {
+    fn validate(&self, section: &str) -> Result<(), SettingsError> {
+        let invalid = |key: &str, reason: String| {
+            Err(SettingsError::Invalid {
+                key: format!("{section}.{key}"),
+                reason,
+            })
+        };
+        if !self.backend_url.is_empty() {
+            match url::Url::parse(&self.backend_url) {
+                Ok(url) if url.scheme() == "http" && url.host().is_some() => {}
+                Ok(_) => {
+                    return invalid(
+                        "backend_url",
+                        "must be an http:// URL (put a TLS proxy in front of an https backend)"
+                            .into(),
+                    )
+                }
+                Err(e) => return invalid("backend_url", format!("not a URL: {e}")),
+            }
+        }
+        for event in self.hooks.split(',').map(str::trim) {
+            if !event.is_empty() && !HOOK_EVENTS.contains(&event) {
+                return invalid(
+                    "hooks",
+                    format!("'{event}' is not one of {}", HOOK_EVENTS.join(", ")),
+                );
+            }
+        }
+        for action in self.token_actions.split(',').map(str::trim) {
+            if !action.is_empty() && !matches!(action, "publish" | "play") {
+                return invalid(
+                    "token_actions",
+                    format!("'{action}' is not publish or play"),
+                );
+            }
+        }
+        if self.hook_timeout_ms == 0 {
+            return invalid("hook_timeout_ms", "must be greater than 0".into());
+        }
+        if !self.token_secret.is_empty() && self.token_secret.len() < 16 {
+            return invalid(
+                "token_secret",
+                "use at least 16 characters (a short secret is guessed)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 fn config_error(e: config::ConfigError) -> SettingsError {
     SettingsError::Config(e.to_string())
 }
 
 fn check_known(known: &[String], config: &Config, origin: &str) -> Result<(), SettingsError> {
     let given = flatten(&table(config)?);
-    match given.into_iter().find(|key| !known.contains(key)) {
+    let is_known = |key: &String| {
+        known.contains(key)
+            || key
+                .strip_prefix("apps.")
+                .and_then(|rest| rest.split_once('.'))
+                .is_some_and(|(_, field)| known.contains(&format!("app.{field}")))
+    };
+    match given.into_iter().find(|key| !is_known(key)) {
         Some(key) => Err(SettingsError::UnknownKey {
             key,
             origin: origin.into(),
         }),
         None => Ok(()),
     }
+}
+
+/// Keys of the `[apps.KEY]` tables in `config`.
+fn app_keys_of(config: &Config) -> Result<Vec<String>, SettingsError> {
+    Ok(match table(config)?.get("apps").map(|v| &v.kind) {
+        Some(ValueKind::Table(apps)) => apps.keys().cloned().collect(),
+        _ => Vec::new(),
+    })
 }
 
 fn table(config: &Config) -> Result<Map<String, Value>, SettingsError> {
@@ -431,6 +588,51 @@ mod tests {
                 "rtsp.client_address",
             ),
             ("MEDIAROUTER__RTSP__TRANSPORT", "sctp", "rtsp.transport"),
+        ] {
+            let err = Settings::load(None, env(&[(k, v)]))
+                .expect_err("must fail")
+                .to_string();
+            assert!(
+                err.contains(needle),
+                "{k}={v}: '{err}' does not name {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn applications_take_built_in_defaults_for_keys_they_leave_out() {
+        let dir = std::env::temp_dir().join(format!("mr-apps-{}.toml", std::process::id()));
+        std::fs::write(
+            &dir,
+            "[app]\nenabled = false\n[apps.key1]\nbackend_url = \"http://127.0.0.1:9/hook\"\n",
+        )
+        .expect("temp file");
+        let s = Settings::load(
+            Some(&dir),
+            env(&[("MEDIAROUTER__APPS__KEY2__TOKEN_SECRET", "0123456789abcdef")]),
+        );
+        let _ = std::fs::remove_file(&dir);
+        let s = s.expect("valid");
+        assert!(!s.app("unlisted").enabled);
+        let key1 = s.app("key1");
+        assert!(key1.enabled, "built-in default, not [app]'s false");
+        assert!(key1.hooks("play") && key1.hooks("disconnect"));
+        assert_eq!(key1.hook_timeout_ms, 3000);
+        assert!(!key1.needs_token("play"));
+        let key2 = s.app("key2");
+        assert!(key2.needs_token("play") && key2.needs_token("publish"));
+        assert!(!key2.hooks("play"));
+    }
+
+    #[test]
+    fn bad_application_settings_name_the_key() {
+        for (k, v, needle) in [
+            ("MEDIAROUTER__APPS__K__BACKEND_URL", "ftp://x", "apps.k.backend_url"),
+            ("MEDIAROUTER__APPS__K__HOOKS", "play,jump", "apps.k.hooks"),
+            ("MEDIAROUTER__APPS__K__COLOUR", "red", "apps.k.colour"),
+            ("MEDIAROUTER__APP__TOKEN_SECRET", "short", "app.token_secret"),
+            ("MEDIAROUTER__APP__TOKEN_ACTIONS", "play,stop", "app.token_actions"),
+            ("MEDIAROUTER__REST__API_KEY", "short", "rest.api_key"),
         ] {
             let err = Settings::load(None, env(&[(k, v)]))
                 .expect_err("must fail")

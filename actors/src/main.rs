@@ -2,12 +2,14 @@
 //! listener with its worker threads, the REST API and the web server, and runs until SIGINT or
 //! SIGTERM.
 
+mod access;
 mod http;
 mod messages;
 mod registry;
 mod rtmp;
 mod rtsp;
 mod stream;
+mod token_cli;
 mod vod;
 mod webrtc;
 mod ws;
@@ -20,15 +22,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 const USAGE: &str = "usage: mediarouter [--config FILE]
+       mediarouter token --stream NAME --action publish|play [options]   (see token --help)
 
 Runs the media server. Settings come from the embedded defaults (settings/default.toml),
 then FILE if given, then MEDIAROUTER__SECTION__KEY environment variables.";
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("token") {
+        return token_cli::run(args.skip(1).collect());
+    }
     let mut config_file: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -89,8 +95,10 @@ fn socket_addr(address: &str, port: u16) -> SocketAddr {
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
+    let gate = access::Gate::new(&settings);
     let registry = Registry::new(
         Arc::new(settings.stream.clone()),
+        Arc::clone(&gate),
         Arc::new(settings.rtsp.clone()),
         settings.rtmp.default_app.clone(),
         Arc::new(settings.vod.clone()),
@@ -113,6 +121,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             rtmp: settings.rtmp.clone(),
             stream: settings.stream.clone(),
             vod: settings.vod.clone(),
+            gate: Arc::clone(&gate),
         });
         actix_rt::spawn(rtmp::serve(
             listener,
@@ -129,6 +138,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         first_attempt_timeout: std::time::Duration::from_millis(
             settings.rtsp.connect_timeout_ms + 2_000,
         ),
+        api_key: Some(settings.rest.api_key.clone()).filter(|k| !k.is_empty()),
     });
     if settings.rest.enabled {
         let address = socket_addr(&settings.rest.address, settings.rest.port);
@@ -142,7 +152,11 @@ async fn run(settings: Settings) -> Result<(), String> {
         .bind(address)
         .map_err(|e| format!("cannot listen for REST on {address} (rest.port): {e}"))?
         .run();
-        info!(%address, "REST API listening under /rest-api");
+        info!(%address, api_key = rest_state.api_key.is_some(), "REST API listening under /rest-api");
+        if rest_state.api_key.is_none() && !address.ip().is_loopback() {
+            warn!(%address, "the REST API controls the server and is open to the network without \
+                an API key: set rest.api_key");
+        }
         servers.push(server);
     }
     if settings.http.enabled {
@@ -157,6 +171,7 @@ async fn run(settings: Settings) -> Result<(), String> {
                         Arc::new(settings.stream.clone()),
                     ),
                     default_app: settings.rtmp.default_app.clone(),
+                    gate: Arc::clone(&gate),
                 })
             }),
             media: settings.websocket.enabled.then(|| {
@@ -165,6 +180,7 @@ async fn run(settings: Settings) -> Result<(), String> {
                     default_app: settings.rtmp.default_app.clone(),
                     settings: settings.websocket.clone(),
                     max_lag_ms: settings.stream.player_max_lag_ms,
+                    gate: Arc::clone(&gate),
                 })
             }),
             listings: settings.http.stream_list.then(|| Arc::clone(&rest_state)),

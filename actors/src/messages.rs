@@ -6,6 +6,7 @@
 use crate::rtsp::RtspPull;
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
+use mediarouter_core::access::ClientFacts;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::{MediaPacket, QueryParams, StreamName};
 use mediarouter_core::webrtc::signalling::StreamStatus;
@@ -58,6 +59,9 @@ pub enum StreamError {
     /// Nothing can be played under this name (a media file that is missing or unreadable).
     #[error("{0}")]
     NotFound(String),
+    /// Refused by the application (backend, token) or by a private stream.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// Players → Registry: the stream a play of `requested` attaches to. Files played as live
@@ -113,6 +117,10 @@ pub struct Publish {
     pub address: String,
     pub query: QueryParams,
     pub control: Recipient<PublisherCommand>,
+    /// The client, when one asked (not for cameras and files): its backend hears `unpublish`.
+    pub client: Option<Arc<ClientFacts>>,
+    /// Played by one holder only (see [`Subscribe::holder`]).
+    pub private: bool,
 }
 
 pub struct PublishGrant {
@@ -136,6 +144,11 @@ pub struct Subscribe {
     pub protocol: Protocol,
     pub address: String,
     pub control: Recipient<PlayerCommand>,
+    /// The client: its backend hears `stop` when this player leaves.
+    pub client: Arc<ClientFacts>,
+    /// Who the play was allowed to (`Gate::play`): a private stream takes its first holder
+    /// only.
+    pub holder: String,
 }
 
 pub struct Subscription {
@@ -332,6 +345,8 @@ pub struct StreamInfo {
     pub started_at: String,
     pub frames_in: u64,
     pub gop_cache_frames: usize,
+    /// Played by one holder only.
+    pub private: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -7,6 +7,7 @@
 //! one pull per camera key (normalised URL with credentials): every viewer of a camera shares
 //! one RTSP connection.
 
+use crate::access::Gate;
 use crate::messages::*;
 use crate::rtsp::RtspPull;
 use crate::stream::Stream;
@@ -29,6 +30,7 @@ struct PullEntry {
 
 pub struct Registry {
     settings: Arc<StreamSettings>,
+    gate: Arc<Gate>,
     rtsp: Arc<RtspSettings>,
     default_app: String,
     vod: Arc<VodSettings>,
@@ -42,12 +44,14 @@ pub struct Registry {
 impl Registry {
     pub fn new(
         settings: Arc<StreamSettings>,
+        gate: Arc<Gate>,
         rtsp: Arc<RtspSettings>,
         default_app: String,
         vod: Arc<VodSettings>,
     ) -> Self {
         Registry {
             settings,
+            gate,
             rtsp,
             default_app,
             vod,
@@ -83,6 +87,7 @@ impl Handler<FindOrCreateStream> for Registry {
             instance,
             ctx.address(),
             Arc::clone(&self.settings),
+            Arc::clone(&self.gate),
         )
         .start();
         self.streams.insert(msg.name, (instance, stream.clone()));

@@ -48,12 +48,21 @@ pub enum ClientMessage {
         name: String,
         #[serde(default)]
         sdp: Option<String>,
+        /// A token for this play (else the connect's).
+        #[serde(default)]
+        token: Option<String>,
     },
     /// Publish the client's media under `name`; `sdp` is its offer (sendonly tracks).
     Publish {
         stream_id: String,
         name: String,
         sdp: String,
+        /// A token for this publish (else the connect's).
+        #[serde(default)]
+        token: Option<String>,
+        /// Only one viewer may play the stream (the first admitted).
+        #[serde(default)]
+        private: bool,
     },
     Answer {
         stream_id: String,

@@ -7,25 +7,32 @@ use crate::messages::*;
 use crate::registry::Registry;
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::StreamName;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::sync::Arc;
+use tracing::info;
 
 pub struct RestState {
     pub registry: Addr<Registry>,
     pub default_app: String,
     /// How long `rtsp/startup` waits for the camera's first answer.
     pub first_attempt_timeout: std::time::Duration,
+    /// `rest.api_key`: when set, every request on the REST port must carry it.
+    pub api_key: Option<String>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
     cfg.app_data(web::Data::from(state))
         .service(
             web::scope("/rest-api")
+                .wrap(from_fn(require_api_key))
                 .route("/stream/find_all", web::post().to(find_all))
                 .route("/stream/find", web::post().to(find))
                 .route("/stream/terminate", web::post().to(terminate))
@@ -40,9 +47,59 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
 pub fn configure_listings(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
     cfg.app_data(web::Data::from(state)).service(
         web::scope("/rest-api")
+            .wrap(from_fn(require_api_key))
             .route("/stream/find_all", web::post().to(find_all))
             .route("/rtsp/find_all", web::post().to(rtsp_find_all)),
     );
+}
+
+/// Lets a request through only with the API key (when one is set), as `Authorization: Bearer
+/// KEY` or `X-API-Key: KEY`; others get 401 and reach no handler.
+async fn require_api_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<RestState>>()
+        .and_then(|state| state.api_key.clone());
+    let Some(expected) = expected else {
+        return next.call(req).await.map(|r| r.map_into_left_body());
+    };
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let given = header("x-api-key").or_else(|| {
+        header("authorization").and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+    });
+    if given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
+        return next.call(req).await.map(|r| r.map_into_left_body());
+    }
+    let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(%peer, path = req.path(), "REST request refused: no valid API key");
+    let reason = if given.is_some() {
+        "the API key is not valid"
+    } else {
+        "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+    };
+    Ok(req
+        .into_response(error(StatusCode::UNAUTHORIZED, reason))
+        .map_into_right_body())
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 pub fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {

@@ -7,12 +7,14 @@
 //! detaches from its streams; peer input never panics, it closes this connection at worst.
 
 use super::writer::{Feed, PlayStart, Writer, WriterCommand, WriterLimits};
+use crate::access::Gate;
 use crate::messages::*;
 use crate::registry::{publish_stream, subscribe_player, Registry};
 use crate::stream::{MediaHub, Stream};
 use crate::vod::{self, VodPlayback, VodSeeked};
 use actix::prelude::*;
 use bytes::BytesMut;
+use mediarouter_core::access::{ClientFacts, Notice};
 use mediarouter_core::camera::{is_camera_url, CameraUrl};
 use mediarouter_core::codec::flv::{self, Tag};
 use mediarouter_core::media::{Codec, QueryParams, StreamName};
@@ -39,6 +41,7 @@ pub struct ConnectionSettings {
     pub rtmp: RtmpSettings,
     pub stream: StreamSettings,
     pub vod: VodSettings,
+    pub gate: Arc<Gate>,
 }
 
 struct Publishing {
@@ -54,6 +57,8 @@ struct Playing {
     stream_id: u32,
     name: StreamName,
     source: PlaySource,
+    /// The client as its play was decided (the stream URL's query included).
+    client: Arc<ClientFacts>,
 }
 
 enum PlaySource {
@@ -64,10 +69,14 @@ enum PlaySource {
 }
 
 impl Playing {
-    /// Leaves the source: unsubscribes from a live stream; a file's reader stops when dropped.
-    fn leave(self, peer: PeerId) {
-        if let PlaySource::Live(stream) = self.source {
-            stream.do_send(Unsubscribe { peer });
+    /// Leaves the source: unsubscribes from a live stream (which tells the backend); a file's
+    /// reader stops when dropped, and the backend hears of it here.
+    fn leave(self, peer: PeerId, gate: &Gate) {
+        match self.source {
+            PlaySource::Live(stream) => stream.do_send(Unsubscribe { peer }),
+            PlaySource::File(_) => {
+                gate.notify(Notice::Stop, &self.client, Some(&self.name), "player left")
+            }
         }
     }
 }
@@ -87,6 +96,12 @@ pub struct RtmpConnection {
     deciding: bool,
     last_input: Instant,
     closing: bool,
+}
+
+/// Why a file play was not started.
+enum FileRefusal {
+    Denied(String),
+    File(VodError),
 }
 
 /// The writer ended (socket error, slow player, peer gone) with this reason.
@@ -205,24 +220,16 @@ impl RtmpConnection {
                 tc_url,
                 transaction_id,
             } => {
-                let app = if app.is_empty() {
-                    self.settings.rtmp.default_app.clone()
-                } else {
-                    app
+                // An `appKey` parameter names the application when the path cannot.
+                let app = match query.get("appKey").filter(|k| !k.is_empty()) {
+                    Some(key) => key.to_string(),
+                    None if app.is_empty() => self.settings.rtmp.default_app.clone(),
+                    None => app,
                 };
                 info!(peer = %self.address, id = %self.peer, app = %app, tc_url = tc_url.as_deref().unwrap_or(""), "RTMP connect");
-                let mut out = OutQueue::new();
-                match self.session.accept_connect(&mut out, transaction_id) {
-                    Ok(()) => {
-                        self.app = Some(app);
-                        self.connect_query = query;
-                        self.send(out, ctx);
-                    }
-                    Err(e) => {
-                        warn!(peer = %self.address, "cannot answer connect: {e}");
-                        self.close(ctx, "connect failed");
-                    }
-                }
+                self.app = Some(app);
+                self.connect_query = query;
+                self.request_connect(transaction_id, ctx);
             }
             SessionEvent::PublishRequested {
                 stream_id,
@@ -231,8 +238,11 @@ impl RtmpConnection {
                 ..
             } => self.request_publish(stream_id, name, query, ctx),
             SessionEvent::PlayRequested {
-                stream_id, name, ..
-            } => self.request_play(stream_id, name, ctx),
+                stream_id,
+                name,
+                query,
+                ..
+            } => self.request_play(stream_id, name, query, ctx),
             SessionEvent::StreamClosed { stream_id } => {
                 if self
                     .publishing
@@ -301,6 +311,57 @@ impl RtmpConnection {
         Some(StreamName::new(app, name))
     }
 
+    /// The client as the application's gate sees it; `query` (a stream URL's) follows the
+    /// connect URL's.
+    fn client(&self, query: QueryParams) -> ClientFacts {
+        let mut all_query = self.connect_query.clone();
+        all_query.extend(query);
+        ClientFacts {
+            session_id: format!("rtmp-{}", self.peer.0),
+            protocol: "rtmp",
+            address: self.address.to_string(),
+            app: self.app.clone().unwrap_or_default(),
+            query: all_query,
+            custom: None,
+            token: None,
+        }
+    }
+
+    /// Asks the application whether this connection may connect: answers `_result` or
+    /// `NetConnection.Connect.Rejected` (and closes).
+    fn request_connect(&mut self, transaction_id: f64, ctx: &mut Context<Self>) {
+        self.deciding = true;
+        let gate = Arc::clone(&self.settings.gate);
+        let client = self.client(QueryParams::default());
+        async move { gate.connect(&client).await }
+            .into_actor(self)
+            .map(move |decision, conn, ctx| {
+                conn.deciding = false;
+                let mut out = OutQueue::new();
+                match decision {
+                    Ok(()) => match conn.session.accept_connect(&mut out, transaction_id) {
+                        Ok(()) => conn.send(out, ctx),
+                        Err(e) => {
+                            warn!(peer = %conn.address, "cannot answer connect: {e}");
+                            conn.close(ctx, "connect failed");
+                        }
+                    },
+                    Err(reason) => {
+                        let _ = conn
+                            .session
+                            .reject_connect(&mut out, transaction_id, &reason);
+                        conn.send(out, ctx);
+                        // Nothing else of this client is answered.
+                        conn.app = None;
+                        conn.close(ctx, "connect refused by the application");
+                        return;
+                    }
+                }
+                conn.run_pending(ctx);
+            })
+            .spawn(ctx);
+    }
+
     fn refuse(&mut self, stream_id: u32, code: &str, description: &str, ctx: &mut Context<Self>) {
         self.notify(stream_id, "error", code, description, ctx);
     }
@@ -346,19 +407,29 @@ impl RtmpConnection {
             );
             return;
         }
-        let mut all_query = self.connect_query.clone();
-        all_query.extend(query);
+        let client = Arc::new(self.client(query));
         self.deciding = true;
         let registry = self.registry.clone();
-        let request = Publish {
-            peer: self.peer,
-            protocol: Protocol::Rtmp,
-            address: self.address.to_string(),
-            query: all_query,
-            control: ctx.address().recipient(),
-        };
+        let gate = Arc::clone(&self.settings.gate);
+        let (peer, address) = (self.peer, self.address.to_string());
+        let control = ctx.address().recipient();
         let key = stream_name.clone();
-        let fut = publish_stream(registry, key, request);
+        let fut = async move {
+            let admission = gate
+                .publish(&client, &key, None)
+                .await
+                .map_err(StreamError::Denied)?;
+            let request = Publish {
+                peer,
+                protocol: Protocol::Rtmp,
+                address,
+                query: client.query.clone(),
+                control,
+                private: admission.private || asks_private(&client.query),
+                client: Some(Arc::clone(&client)),
+            };
+            publish_stream(registry, key, request).await
+        };
         fut.into_actor(self)
             .map(move |result, conn, ctx| {
                 conn.deciding = false;
@@ -376,6 +447,9 @@ impl RtmpConnection {
                             token: grant.token,
                             bad_tags: 0,
                         });
+                    }
+                    Err(StreamError::Denied(reason)) => {
+                        conn.refuse(stream_id, "NetStream.Publish.Denied", &reason, ctx);
                     }
                     Err(StreamError::AlreadyPublishing(_)) => {
                         info!(stream = %stream_name, peer = %conn.address, "RTMP publish refused: already publishing");
@@ -395,7 +469,13 @@ impl RtmpConnection {
             .spawn(ctx);
     }
 
-    fn request_play(&mut self, stream_id: u32, name: String, ctx: &mut Context<Self>) {
+    fn request_play(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        query: QueryParams,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(requested) = self.stream_name(&name).filter(|_| !name.is_empty()) else {
             self.refuse(
                 stream_id,
@@ -414,8 +494,9 @@ impl RtmpConnection {
             );
             return;
         }
+        let client = Arc::new(self.client(query));
         if let Some(file) = self.file_name(&requested) {
-            return self.request_file(stream_id, file, ctx);
+            return self.request_file(stream_id, file, client, ctx);
         }
         let camera = if is_camera_url(&name) {
             match CameraUrl::parse(&name) {
@@ -438,12 +519,20 @@ impl RtmpConnection {
         let registry = self.registry.clone();
         let me = ctx.address();
         let (peer, address) = (self.peer, self.address.to_string());
+        let gate = Arc::clone(&self.settings.gate);
+        let player = Arc::clone(&client);
         let fut = async move {
+            let admission = match gate.play(&player, &requested, None).await {
+                Ok(admission) => admission,
+                Err(reason) => return (Err(StreamError::Denied(reason)), requested),
+            };
             let request = Subscribe {
                 peer,
                 protocol: Protocol::Rtmp,
                 address,
                 control: me.recipient(),
+                client: player,
+                holder: admission.holder,
             };
             match subscribe_player(&registry, requested.clone(), camera, request).await {
                 Ok((subscription, stream, key)) => (Ok((subscription, stream)), key),
@@ -485,7 +574,11 @@ impl RtmpConnection {
                             stream_id,
                             name: stream_name,
                             source: PlaySource::Live(stream),
+                            client,
                         });
+                    }
+                    Err(StreamError::Denied(reason)) => {
+                        conn.refuse(stream_id, "NetStream.Play.Failed", &reason, ctx)
                     }
                     Err(StreamError::NotFound(reason)) => conn.refuse(
                         stream_id,
@@ -525,12 +618,27 @@ impl RtmpConnection {
     }
 
     /// Plays a media file of `vod.root` on its own reader.
-    fn request_file(&mut self, stream_id: u32, name: StreamName, ctx: &mut Context<Self>) {
+    fn request_file(
+        &mut self,
+        stream_id: u32,
+        name: StreamName,
+        client: Arc<ClientFacts>,
+        ctx: &mut Context<Self>,
+    ) {
         self.deciding = true;
         let root = PathBuf::from(&self.settings.vod.root);
-        vod::open(root, name.name.clone())
-            .into_actor(self)
-            .map(move |opened, conn, ctx| {
+        let gate = Arc::clone(&self.settings.gate);
+        let (player, file_name) = (Arc::clone(&client), name.clone());
+        async move {
+            if let Err(reason) = gate.play(&player, &file_name, None).await {
+                return Err(FileRefusal::Denied(reason));
+            }
+            vod::open(root, file_name.name.clone())
+                .await
+                .map_err(FileRefusal::File)
+        }
+        .into_actor(self)
+        .map(move |opened, conn, ctx| {
                 conn.deciding = false;
                 match opened {
                     Ok(file) => {
@@ -552,9 +660,13 @@ impl RtmpConnection {
                             stream_id,
                             name,
                             source: PlaySource::File(playback),
+                            client,
                         });
                     }
-                    Err(e) => {
+                    Err(FileRefusal::Denied(reason)) => {
+                        conn.refuse(stream_id, "NetStream.Play.Failed", &reason, ctx)
+                    }
+                    Err(FileRefusal::File(e)) => {
                         let code = match e {
                             VodError::NotFound(_) | VodError::Forbidden(_) => {
                                 "NetStream.Play.StreamNotFound"
@@ -659,7 +771,7 @@ impl RtmpConnection {
     fn stop_playing(&mut self, last_words: OutQueue, ctx: &mut Context<Self>) {
         if let Some(p) = self.playing.take() {
             debug!(stream = %p.name, peer = %self.address, "RTMP play ended");
-            p.leave(self.peer);
+            p.leave(self.peer, &self.settings.gate);
             self.command(WriterCommand::StopPlay { last_words }, ctx);
         }
     }
@@ -687,7 +799,13 @@ impl Actor for RtmpConnection {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.stop_publishing("connection closed");
         if let Some(p) = self.playing.take() {
-            p.leave(self.peer);
+            p.leave(self.peer, &self.settings.gate);
+        }
+        if self.app.is_some() {
+            let client = self.client(QueryParams::default());
+            self.settings
+                .gate
+                .notify(Notice::Disconnect, &client, None, "connection closed");
         }
         Running::Stop
     }
@@ -815,4 +933,9 @@ impl Handler<PlayerCommand> for RtmpConnection {
             }
         }
     }
+}
+
+/// A publisher may make its own stream private (`?private=true` on its URL).
+fn asks_private(query: &QueryParams) -> bool {
+    matches!(query.get("private"), Some("true" | "1" | "yes"))
 }

@@ -273,6 +273,8 @@ impl Actor for RtspPull {
             address: self.camera.masked().to_string(),
             query: Default::default(),
             control: ctx.address().recipient(),
+            client: None,
+            private: false,
         };
         publish_stream(registry, name, request)
             .into_actor(self)

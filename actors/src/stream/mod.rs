@@ -3,16 +3,20 @@
 //! through the registry when nobody is left. The media itself flows through [`MediaHub`].
 //!
 //! Invariants: at most one publisher; every attached player is either live or waiting with a
-//! timer; a stream with neither publisher nor players asks the registry to remove it.
+//! timer; a stream with neither publisher nor players asks the registry to remove it; a private
+//! stream has one holder and every player it keeps is that holder's; each client that leaves
+//! (player detached or stopped, publisher gone) is told to its application's backend once.
 
 mod hub;
 mod transcode;
 
 pub use hub::MediaHub;
 
+use crate::access::Gate;
 use crate::messages::*;
 use crate::registry::Registry;
 use actix::prelude::*;
+use mediarouter_core::access::{ClientFacts, Notice};
 use mediarouter_core::codec::{flv, fmp4};
 use mediarouter_core::media::StreamName;
 use mediarouter_core::media::{Codec, TrackKind};
@@ -35,6 +39,7 @@ struct PublisherEntry {
     address: String,
     query: mediarouter_core::media::QueryParams,
     control: Recipient<PublisherCommand>,
+    client: Option<Arc<ClientFacts>>,
 }
 
 /// A player's audio needs: the source's codec as it is if `takes` it, else `codec`.
@@ -47,6 +52,16 @@ struct PlayerEntry {
     protocol: Protocol,
     address: String,
     control: Recipient<PlayerCommand>,
+    client: Arc<ClientFacts>,
+    holder: String,
+}
+
+/// Who may play a private stream: its first admitted holder, for the stream's lifetime (a
+/// holder that leaves may come back; nobody else may take its place).
+#[derive(Default)]
+struct Privacy {
+    private: bool,
+    holder: Option<String>,
 }
 
 pub struct Stream {
@@ -54,8 +69,10 @@ pub struct Stream {
     instance: u64,
     registry: Addr<Registry>,
     settings: Arc<StreamSettings>,
+    gate: Arc<Gate>,
     hub: Arc<MediaHub>,
     publisher: Option<PublisherEntry>,
+    privacy: Privacy,
     /// Publish epochs so far; a grace timer only fires for the epoch that started it.
     publish_count: u64,
     players: HashMap<PeerId, PlayerEntry>,
@@ -78,6 +95,7 @@ impl Stream {
         instance: u64,
         registry: Addr<Registry>,
         settings: Arc<StreamSettings>,
+        gate: Arc<Gate>,
     ) -> Self {
         let hub = Arc::new(MediaHub::new(
             settings.gop_cache_max_bytes,
@@ -88,8 +106,10 @@ impl Stream {
             instance,
             registry,
             settings,
+            gate,
             hub,
             publisher: None,
+            privacy: Privacy::default(),
             publish_count: 0,
             players: HashMap::new(),
             started_at: SystemTime::now(),
@@ -185,6 +205,56 @@ impl Stream {
                 code: code.into(),
                 description: description.into(),
             });
+            self.gate
+                .notify(Notice::Stop, &player.client, Some(&self.name), description);
+        }
+    }
+
+    /// The publisher is gone (unpublished or stopped): its backend hears of it.
+    fn publisher_left(&mut self, reason: &str) -> Option<PublisherEntry> {
+        let publisher = self.publisher.take()?;
+        self.hub.end_publish();
+        if let Some(client) = &publisher.client {
+            self.gate
+                .notify(Notice::Unpublish, client, Some(&self.name), reason);
+        }
+        Some(publisher)
+    }
+
+    /// Whether `holder` may play: any holder on a public stream; on a private one, its first
+    /// holder only (taken here when there is none yet).
+    fn admits(&mut self, holder: &str) -> bool {
+        if !self.privacy.private {
+            return true;
+        }
+        match &self.privacy.holder {
+            Some(bound) => bound == holder,
+            None => {
+                self.privacy.holder = Some(holder.to_string());
+                true
+            }
+        }
+    }
+
+    /// A publish made the stream private: players already attached (waiting for it, or left
+    /// from an earlier publish) keep it only if they are its holder, the first of them if it
+    /// has none yet.
+    fn make_private(&mut self) {
+        self.privacy.private = true;
+        let mut players: Vec<(PeerId, String)> = self
+            .players
+            .iter()
+            .map(|(peer, p)| (*peer, p.holder.clone()))
+            .collect();
+        players.sort();
+        for (peer, holder) in players {
+            if !self.admits(&holder) {
+                self.stop_player(
+                    peer,
+                    "NetStream.Play.Failed",
+                    "The stream is private: another viewer holds it.",
+                );
+            }
         }
     }
 
@@ -286,6 +356,7 @@ impl Stream {
             started_at: humantime::format_rfc3339_seconds(self.started_at).to_string(),
             frames_in: self.hub.frames_in.load(Ordering::Relaxed),
             gop_cache_frames: self.hub.gop_len(),
+            private: self.privacy.private,
         }
     }
 }
@@ -333,7 +404,13 @@ impl Handler<Publish> for Stream {
             address: msg.address,
             query: msg.query,
             control: msg.control,
+            client: msg.client,
         });
+        if msg.private {
+            self.make_private();
+        } else {
+            self.privacy = Privacy::default();
+        }
         Ok(PublishGrant {
             hub: Arc::clone(&self.hub),
             token,
@@ -348,8 +425,7 @@ impl Handler<Unpublish> for Stream {
         if self.publisher.as_ref().map(|p| p.peer) != Some(msg.peer) {
             return;
         }
-        let publisher = self.publisher.take();
-        self.hub.end_publish();
+        let publisher = self.publisher_left("unpublished");
         let address = publisher.map(|p| p.address).unwrap_or_default();
         info!(stream = %self.name, peer = %address, players = self.players.len(),
             grace_ms = self.settings.unpublish_grace_ms, "unpublished");
@@ -382,6 +458,12 @@ impl Handler<Subscribe> for Stream {
         if self.retiring {
             return Err(StreamError::Retired);
         }
+        if !self.admits(&msg.holder) {
+            info!(stream = %self.name, peer = %msg.address, "play refused: the stream is private");
+            return Err(StreamError::Denied(
+                "the stream is private: another viewer holds it".into(),
+            ));
+        }
         let (snapshot, receiver) = self.hub.subscribe();
         let publishing = self.publisher.is_some();
         info!(stream = %self.name, peer = %msg.address, protocol = ?msg.protocol,
@@ -395,6 +477,8 @@ impl Handler<Subscribe> for Stream {
                 protocol: msg.protocol,
                 address: msg.address,
                 control: msg.control,
+                client: msg.client,
+                holder: msg.holder,
             },
         );
         Ok(Subscription {
@@ -414,6 +498,8 @@ impl Handler<Unsubscribe> for Stream {
         self.release_audio(msg.peer);
         if let Some(player) = self.players.remove(&msg.peer) {
             info!(stream = %self.name, peer = %player.address, players = self.players.len(), "player detached");
+            self.gate
+                .notify(Notice::Stop, &player.client, Some(&self.name), "player left");
         }
         self.retire_if_idle(ctx);
     }
@@ -470,8 +556,7 @@ impl Handler<TerminateStream> for Stream {
 
     fn handle(&mut self, msg: TerminateStream, ctx: &mut Context<Self>) {
         info!(stream = %self.name, reason = %msg.reason, players = self.players.len(), "terminating stream");
-        if let Some(publisher) = self.publisher.take() {
-            self.hub.end_publish();
+        if let Some(publisher) = self.publisher_left(&msg.reason) {
             publisher.control.do_send(PublisherCommand::Stop {
                 reason: msg.reason.clone(),
             });

@@ -83,6 +83,8 @@ impl Actor for FileLoop {
             address: "file".into(),
             query: QueryParams::default(),
             control: ctx.address().recipient(),
+            client: None,
+            private: false,
         };
         let (registry, name) = (self.registry.clone(), self.name.clone());
         publish_stream(registry, name, request)

@@ -13,6 +13,7 @@
 
 use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
 use super::{PeerGuard, WebrtcContext};
+use crate::access::Pass;
 use crate::messages::*;
 use crate::registry::{publish_stream, Registry};
 use crate::stream::{MediaHub, Stream};
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use mediarouter_core::codec::avc::AvcConfig;
 use mediarouter_core::codec::rtp::H264Depacketizer;
 use mediarouter_core::codec::vp8::Vp8Depacketizer;
-use mediarouter_core::media::{Codec, Frame, QueryParams, StreamName, TrackConfig, TrackInfo};
+use mediarouter_core::media::{Codec, Frame, StreamName, TrackConfig, TrackInfo};
 use mediarouter_core::webrtc::offer::{choose_publish_video, offered_formats, MediaKind};
 use mediarouter_core::webrtc::signalling::{ServerMessage, StreamStatus};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -47,6 +48,10 @@ pub struct PublisherSpec {
     pub client: Recipient<ToClient>,
     pub registry: Addr<Registry>,
     pub context: Arc<WebrtcContext>,
+    /// Asked before the publisher takes the name.
+    pub pass: Pass,
+    /// The publisher asked for a private stream.
+    pub private: bool,
 }
 
 pub struct WebrtcPublisher {
@@ -501,17 +506,28 @@ impl Actor for WebrtcPublisher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.status(StreamStatus::Pending, None);
-        let request = Publish {
-            peer: self.peer,
-            protocol: Protocol::Webrtc,
-            address: self.spec.address.clone(),
-            query: QueryParams::default(),
-            control: ctx.address().recipient(),
-        };
+        let (peer, address, control) = (
+            self.peer,
+            self.spec.address.clone(),
+            ctx.address().recipient(),
+        );
+        let (pass, asks_private) = (self.spec.pass.clone(), self.spec.private);
         let registry = self.spec.registry.clone();
         let name = self.spec.name.clone();
-        publish_stream(registry, name, request)
-            .into_actor(self)
+        async move {
+            let admission = pass.publish(&name).await.map_err(StreamError::Denied)?;
+            let request = Publish {
+                peer,
+                protocol: Protocol::Webrtc,
+                address,
+                query: pass.client.query.clone(),
+                control,
+                client: Some(pass.client),
+                private: admission.private || asks_private,
+            };
+            publish_stream(registry, name, request).await
+        }
+        .into_actor(self)
             .map(|result, publisher, ctx| match result {
                 Ok((grant, stream)) => {
                     publisher.grant = Some((grant.hub, grant.token));
@@ -523,6 +539,9 @@ impl Actor for WebrtcPublisher {
                     format!("name in use: {name} is already being published"),
                     ctx,
                 ),
+                Err(StreamError::Denied(reason)) => {
+                    publisher.finish(StreamStatus::Failed, reason, ctx)
+                }
                 Err(e) => {
                     publisher.finish(StreamStatus::Failed, format!("publish refused: {e}"), ctx)
                 }

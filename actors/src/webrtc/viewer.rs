@@ -9,6 +9,7 @@
 
 use super::pump::{self, PumpEvent, PumpSpec, TrackOut};
 use super::{PeerGuard, WebrtcContext};
+use crate::access::Pass;
 use crate::messages::*;
 use crate::registry::{subscribe_player, Registry};
 use crate::stream::{MediaHub, Stream};
@@ -124,6 +125,7 @@ pub struct WebrtcViewer {
     client: Recipient<ToClient>,
     registry: Addr<Registry>,
     context: Arc<WebrtcContext>,
+    pass: Pass,
     stream: Option<Addr<Stream>>,
     hub: Option<Arc<MediaHub>>,
     bytes_out: Option<Arc<AtomicU64>>,
@@ -149,6 +151,8 @@ pub struct ViewerSpec {
     pub client: Recipient<ToClient>,
     pub registry: Addr<Registry>,
     pub context: Arc<WebrtcContext>,
+    /// Asked before the viewer subscribes.
+    pub pass: Pass,
 }
 
 impl WebrtcViewer {
@@ -163,6 +167,7 @@ impl WebrtcViewer {
             client: spec.client,
             registry: spec.registry,
             context: spec.context,
+            pass: spec.pass,
             stream: None,
             hub: None,
             bytes_out: None,
@@ -746,16 +751,28 @@ impl Actor for WebrtcViewer {
         let registry = self.registry.clone();
         let camera = self.camera.clone();
         let requested = self.name.clone();
-        let request = Subscribe {
-            peer: self.peer,
-            protocol: Protocol::Webrtc,
-            address: self.address.clone(),
-            control: ctx.address().recipient(),
-        };
+        let (peer, address, control) = (
+            self.peer,
+            self.address.clone(),
+            ctx.address().recipient(),
+        );
+        let pass = self.pass.clone();
         async move {
+            let admission = pass.play(&requested).await?;
+            let request = Subscribe {
+                peer,
+                protocol: Protocol::Webrtc,
+                address,
+                control,
+                client: pass.client,
+                holder: admission.holder,
+            };
             subscribe_player(&registry, requested, camera, request)
                 .await
-                .map_err(|e| format!("stream unavailable: {e}"))
+                .map_err(|e| match e {
+                    StreamError::Denied(reason) => reason,
+                    e => format!("stream unavailable: {e}"),
+                })
         }
         .into_actor(self)
         .map(|result, viewer, ctx| match result {

@@ -7,7 +7,7 @@ mod session;
 pub use session::{SessionContext, WsSession};
 
 use mediarouter_core::camera::{is_camera_url, CameraUrl};
-use mediarouter_core::media::StreamName;
+use mediarouter_core::media::{QueryParams, StreamName};
 
 /// The stream a client names: a camera URL (its stream under `rtsp/`), `app/name`, or a bare
 /// name in `app`. Errs on a camera URL that does not parse.
@@ -43,7 +43,12 @@ pub async fn signalling(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into());
-    ws::WsResponseBuilder::new(WsSession::new(address, context.into_inner()), &req, payload)
+    let query = QueryParams::parse(req.query_string());
+    ws::WsResponseBuilder::new(
+        WsSession::new(address, query, context.into_inner()),
+        &req,
+        payload,
+    )
         .frame_size(MAX_FRAME_BYTES)
         .start()
 }

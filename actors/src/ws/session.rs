@@ -7,6 +7,7 @@
 //! `webrtc.keepalive_timeout_ms` (no message, no pong) is closed; closing the session, for any
 //! reason, stops every viewer it started.
 
+use crate::access::{Gate, Pass};
 use crate::messages::{FindStream, GetStreamInfo, StreamInfo};
 use crate::registry::Registry;
 use crate::webrtc::{
@@ -14,6 +15,8 @@ use crate::webrtc::{
 };
 use actix::prelude::*;
 use actix_web_actors::ws;
+use mediarouter_core::access::{ClientFacts, Notice};
+use mediarouter_core::media::QueryParams;
 use mediarouter_core::webrtc::signalling::{
     ClientMessage, ProtocolError, ServerMessage, SessionStatus, StreamStatus,
 };
@@ -27,14 +30,21 @@ pub struct SessionContext {
     pub registry: Addr<Registry>,
     pub webrtc: Arc<WebrtcContext>,
     pub default_app: String,
+    pub gate: Arc<Gate>,
 }
 
 pub struct WsSession {
     id: String,
     address: String,
     context: Arc<SessionContext>,
-    /// Set by `connect`: the application of bare stream names.
+    /// Query parameters of the signalling URL, for the application's backend.
+    query: QueryParams,
+    /// Set once the application allowed `connect`: the application of bare stream names.
     app: Option<String>,
+    /// The client as the application's gate sees it (set with `app`).
+    client: Option<Arc<ClientFacts>>,
+    /// A `connect` is being decided.
+    connecting: bool,
     /// Viewers and publishers of this session, by the client's stream id.
     streams: HashMap<String, Recipient<ViewerSignal>>,
     last_heard: Instant,
@@ -42,12 +52,15 @@ pub struct WsSession {
 }
 
 impl WsSession {
-    pub fn new(address: String, context: Arc<SessionContext>) -> WsSession {
+    pub fn new(address: String, query: QueryParams, context: Arc<SessionContext>) -> WsSession {
         WsSession {
             id: format!("s-{:08x}", rand::random::<u32>()),
             address,
             context,
+            query,
             app: None,
+            client: None,
+            connecting: false,
             streams: HashMap::new(),
             last_heard: Instant::now(),
             closing: false,
@@ -101,17 +114,24 @@ impl WsSession {
             );
         }
         match message {
-            ClientMessage::Connect { app_key, .. } => self.on_connect(app_key, ctx),
+            ClientMessage::Connect {
+                app_key,
+                token,
+                custom,
+            } => self.on_connect(app_key, token, custom, ctx),
             ClientMessage::Play {
                 stream_id,
                 name,
                 sdp,
-            } => self.on_play(stream_id, name, sdp, ctx),
+                token,
+            } => self.on_play(stream_id, name, sdp, token, ctx),
             ClientMessage::Publish {
                 stream_id,
                 name,
                 sdp,
-            } => self.on_publish(stream_id, name, sdp, ctx),
+                token,
+                private,
+            } => self.on_publish(stream_id, name, sdp, (token, private), ctx),
             ClientMessage::Answer { stream_id, sdp } => {
                 self.signal(&stream_id, ViewerSignal::Answer(sdp), ctx)
             }
@@ -132,14 +152,21 @@ impl WsSession {
         }
     }
 
-    fn on_connect(&mut self, app_key: Option<String>, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.app.is_some() {
+    fn on_connect(
+        &mut self,
+        app_key: Option<String>,
+        token: Option<String>,
+        custom: Option<serde_json::Value>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if self.app.is_some() || self.connecting {
             return self.error(
                 ProtocolError::new("bad_request", "already connected", Some("connect".into())),
                 ctx,
             );
         }
         let app = app_key
+            .or_else(|| self.query.get("appKey").map(str::to_string))
             .filter(|a| !a.trim().is_empty())
             .unwrap_or_else(|| self.context.default_app.clone());
         if app.contains('/') {
@@ -152,18 +179,49 @@ impl WsSession {
                 ctx,
             );
         }
-        info!(session = %self.id, peer = %self.address, app = %app, "signalling session established");
-        self.app = Some(app);
-        self.send(
-            &ServerMessage::Session {
-                status: SessionStatus::Established,
-                session_id: Some(self.id.clone()),
-                server: Some(format!("mediarouter {}", env!("CARGO_PKG_VERSION"))),
-                keepalive_ms: Some(self.context.webrtc.settings.keepalive_timeout_ms),
-                reason: None,
-            },
-            ctx,
-        );
+        let client = Arc::new(ClientFacts {
+            session_id: self.id.clone(),
+            protocol: "webrtc",
+            address: self.address.clone(),
+            app: app.clone(),
+            query: self.query.clone(),
+            custom,
+            token,
+        });
+        self.connecting = true;
+        let gate = Arc::clone(&self.context.gate);
+        let asking = Arc::clone(&client);
+        async move { gate.connect(&asking).await }
+            .into_actor(self)
+            .map(move |decision, session, ctx| {
+                session.connecting = false;
+                if let Err(reason) = decision {
+                    return session.close(SessionStatus::Failed, &reason, ctx);
+                }
+                info!(session = %session.id, peer = %session.address, app = %app, "signalling session established");
+                session.app = Some(app);
+                session.client = Some(client);
+                session.send(
+                    &ServerMessage::Session {
+                        status: SessionStatus::Established,
+                        session_id: Some(session.id.clone()),
+                        server: Some(format!("mediarouter {}", env!("CARGO_PKG_VERSION"))),
+                        keepalive_ms: Some(session.context.webrtc.settings.keepalive_timeout_ms),
+                        reason: None,
+                    },
+                    ctx,
+                );
+            })
+            .wait(ctx);
+    }
+
+    /// The gate pass of a publish or play with `token`.
+    fn pass(&self, token: Option<String>) -> Pass {
+        Pass {
+            gate: Arc::clone(&self.context.gate),
+            client: self.client.clone().unwrap_or_default(),
+            token,
+        }
     }
 
     /// Refuses a stream id in use or one stream too many; true when the id may be taken.
@@ -199,6 +257,7 @@ impl WsSession {
         stream_id: String,
         requested: String,
         sdp: String,
+        (token, private): (Option<String>, bool),
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if !self.admit(&stream_id, ctx) {
@@ -228,6 +287,8 @@ impl WsSession {
             client: ctx.address().recipient(),
             registry: self.context.registry.clone(),
             context: Arc::clone(&self.context.webrtc),
+            pass: self.pass(token),
+            private,
         })
         .start();
         self.streams.insert(stream_id, publisher.recipient());
@@ -238,6 +299,7 @@ impl WsSession {
         stream_id: String,
         requested: String,
         sdp: Option<String>,
+        token: Option<String>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if !self.admit(&stream_id, ctx) {
@@ -269,6 +331,7 @@ impl WsSession {
             client: ctx.address().recipient(),
             registry: self.context.registry.clone(),
             context: Arc::clone(&self.context.webrtc),
+            pass: self.pass(token),
         })
         .start();
         self.streams.insert(stream_id, viewer.recipient());
@@ -334,6 +397,11 @@ impl Actor for WsSession {
     fn stopped(&mut self, _: &mut Self::Context) {
         for (_, viewer) in self.streams.drain() {
             viewer.do_send(ViewerSignal::Stop("session closed".into()));
+        }
+        if let Some(client) = &self.client {
+            self.context
+                .gate
+                .notify(Notice::Disconnect, client, None, "session closed");
         }
         debug!(session = %self.id, peer = %self.address, "signalling socket closed");
     }

@@ -11,6 +11,8 @@ mod player;
 
 use self::body::{MediaBody, Progress};
 use self::player::{MediaPlayer, PlayerSpec};
+use crate::access::{Gate, Pass};
+use crate::messages::PeerId;
 use crate::registry::Registry;
 use actix::prelude::*;
 use actix_web::http::StatusCode;
@@ -18,10 +20,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws::{self, Frame, ProtocolError};
 use bytes::BytesMut;
 use futures_util::{Stream, StreamExt};
-use mediarouter_core::media::StreamName;
+use mediarouter_core::access::ClientFacts;
+use mediarouter_core::media::{QueryParams, StreamName};
 use mediarouter_core::settings::WebsocketSettings;
 use mediarouter_core::webrtc::signalling::StreamStatus;
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub struct MediaContext {
     pub settings: WebsocketSettings,
     /// `stream.player_max_lag_ms`.
     pub max_lag_ms: u64,
+    pub gate: Arc<Gate>,
 }
 
 /// The socket descriptor of an HTTP connection, recorded when it is accepted (see
@@ -73,16 +76,19 @@ pub async fn play(
     payload: web::Payload,
     context: web::Data<MediaContext>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(|q| q.into_inner())
-        .unwrap_or_default();
+    let query = QueryParams::parse(req.query_string());
     let requested = query.get("name").map(|n| n.trim()).unwrap_or_default();
     if requested.is_empty() {
         return Ok(bad_request(
             "query parameter 'name' is missing: /ws/play?name=live/test",
         ));
     }
-    let (name, camera) = match super::requested_stream(requested, &context.default_app) {
+    let app = query
+        .get("appKey")
+        .filter(|k| !k.is_empty() && !k.contains('/'))
+        .unwrap_or(&context.default_app)
+        .to_string();
+    let (name, camera) = match super::requested_stream(requested, &app) {
         Ok(parsed) => parsed,
         Err(reason) => return Ok(bad_request(&reason)),
     };
@@ -94,6 +100,20 @@ pub async fn play(
     debug!(stream = %name, peer = %address, "media WebSocket opened");
 
     let context = context.into_inner();
+    let peer = PeerId::next();
+    let pass = Pass {
+        gate: Arc::clone(&context.gate),
+        client: Arc::new(ClientFacts {
+            session_id: format!("ws-{}", peer.0),
+            protocol: "websocket",
+            address: address.clone(),
+            app,
+            query,
+            custom: None,
+            token: None,
+        }),
+        token: None,
+    };
     let (commands, receiver) = mpsc::unbounded_channel();
     let progress = Arc::new(Progress::new());
     let body = MediaBody::new(
@@ -105,6 +125,8 @@ pub async fn play(
         Duration::from_millis(context.max_lag_ms),
     );
     let spec = PlayerSpec {
+        peer,
+        pass,
         name,
         camera,
         address,

@@ -3,18 +3,21 @@
 //! the [`MediaBody`](super::body::MediaBody), reads the client's frames and answers its pings,
 //! and ends the playback with a final status.
 //!
-//! Invariants: the stream learns of the player's departure (`Unsubscribe`) whatever ends it; a
+//! Invariants: nothing is sent but statuses until the application allowed the connection and
+//! the play; the stream learns of the player's departure (`Unsubscribe`) whatever ends it; a
 //! viewer whose body has had media it could not send for `stream.player_max_lag_ms` is told
 //! and, if its socket does not take even that, cut off at the TCP level; a client silent for
 //! `websocket.keepalive_timeout_ms` (no pong) is closed.
 
 use super::body::{BodyCommand, PlayFeed, Progress};
 use super::{status_json, MediaContext};
+use crate::access::Pass;
 use crate::messages::*;
 use crate::registry::subscribe_player;
 use crate::stream::Stream;
 use actix::prelude::*;
 use actix_web_actors::ws::{Frame, ProtocolError};
+use mediarouter_core::access::Notice;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::{Codec, StreamName};
 use mediarouter_core::webrtc::signalling::StreamStatus;
@@ -35,6 +38,9 @@ pub struct MediaPlayer {
     camera: Option<CameraUrl>,
     address: String,
     context: Arc<MediaContext>,
+    pass: Pass,
+    /// The application allowed the connection: its backend hears the disconnect.
+    connected: bool,
     body: mpsc::UnboundedSender<BodyCommand>,
     progress: Arc<Progress>,
     /// A second handle on the connection's socket: the only way to end a connection whose
@@ -46,6 +52,9 @@ pub struct MediaPlayer {
 }
 
 pub struct PlayerSpec {
+    pub peer: PeerId,
+    /// Asked (connect, then play) before the player subscribes.
+    pub pass: Pass,
     pub name: StreamName,
     pub camera: Option<CameraUrl>,
     pub address: String,
@@ -58,7 +67,9 @@ pub struct PlayerSpec {
 impl MediaPlayer {
     pub fn new(spec: PlayerSpec) -> Self {
         MediaPlayer {
-            peer: PeerId::next(),
+            peer: spec.peer,
+            pass: spec.pass,
+            connected: false,
             name: spec.name,
             camera: spec.camera,
             address: spec.address,
@@ -148,6 +159,46 @@ impl MediaPlayer {
     }
 }
 
+impl MediaPlayer {
+    /// Asks the application for the play, then attaches to the stream.
+    fn subscribe(&mut self, ctx: &mut Context<Self>) {
+        let registry = self.context.registry.clone();
+        let (peer, address, control) = (
+            self.peer,
+            self.address.clone(),
+            ctx.address().recipient(),
+        );
+        let pass = self.pass.clone();
+        let (requested, camera) = (self.name.clone(), self.camera.clone());
+        async move {
+            let admission = pass.play(&requested).await.map_err(StreamError::Denied)?;
+            let request = Subscribe {
+                peer,
+                protocol: Protocol::Websocket,
+                address,
+                control,
+                client: pass.client,
+                holder: admission.holder,
+            };
+            subscribe_player(&registry, requested, camera, request).await
+        }
+        .into_actor(self)
+        .map(|result, player, ctx| match result {
+            Ok((subscription, stream, key)) if !player.finished => {
+                player.on_subscribed(subscription, stream, key)
+            }
+            Ok((_, stream, _)) => stream.do_send(Unsubscribe { peer: player.peer }),
+            Err(StreamError::Denied(reason)) => player.finish(StreamStatus::Failed, reason, ctx),
+            Err(e) => player.finish(
+                StreamStatus::Failed,
+                format!("stream unavailable: {e}"),
+                ctx,
+            ),
+        })
+        .spawn(ctx);
+    }
+}
+
 impl Actor for MediaPlayer {
     type Context = Context<Self>;
 
@@ -169,26 +220,15 @@ impl Actor for MediaPlayer {
             player.send(BodyCommand::Ping)
         });
 
-        let registry = self.context.registry.clone();
-        let request = Subscribe {
-            peer: self.peer,
-            protocol: Protocol::Websocket,
-            address: self.address.clone(),
-            control: ctx.address().recipient(),
-        };
-        let (requested, camera) = (self.name.clone(), self.camera.clone());
-        async move { subscribe_player(&registry, requested, camera, request).await }
+        let pass = self.pass.clone();
+        async move { pass.gate.connect(&pass.client).await }
             .into_actor(self)
-            .map(|result, player, ctx| match result {
-                Ok((subscription, stream, key)) if !player.finished => {
-                    player.on_subscribed(subscription, stream, key)
+            .map(|decision, player, ctx| match decision {
+                Ok(()) => {
+                    player.connected = true;
+                    player.subscribe(ctx);
                 }
-                Ok((_, stream, _)) => stream.do_send(Unsubscribe { peer: player.peer }),
-                Err(e) => player.finish(
-                    StreamStatus::Failed,
-                    format!("stream unavailable: {e}"),
-                    ctx,
-                ),
+                Err(reason) => player.finish(StreamStatus::Failed, reason, ctx),
             })
             .spawn(ctx);
     }
@@ -196,6 +236,14 @@ impl Actor for MediaPlayer {
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Some(stream) = self.stream.take() {
             stream.do_send(Unsubscribe { peer: self.peer });
+        }
+        if self.connected {
+            self.pass.gate.notify(
+                Notice::Disconnect,
+                &self.pass.client,
+                None,
+                "connection closed",
+            );
         }
         self.cut();
     }

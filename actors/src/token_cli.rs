@@ -1,0 +1,101 @@
+//! `mediarouter token`: mints a signed token (see `mediarouter_core::access::token`) with the
+//! secret of an application from the same settings the server reads, or one given outright.
+//!
+//! Invariant: prints the token alone on stdout (scripts capture it); every error goes to stderr
+//! with exit status 2.
+
+use mediarouter_core::access::token::{mint, Claims};
+use mediarouter_core::settings::Settings;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "usage: mediarouter token --stream NAME --action publish|play [options]
+
+Prints a token that lets its holder publish or play one stream until it expires.
+
+  --stream NAME     the stream's name within its application (required)
+  --action ACTION   publish or play (required)
+  --app KEY         the application (default: rtmp.default_app); its token_secret signs
+  --ttl DURATION    how long the token is valid, e.g. 30s, 15m, 2h, 7d (default: 1h)
+  --client TAG      names the holder (a private stream admits one holder)
+  --private         on a publish token: the stream is played by one holder only
+  --bind-app        the token is valid in --app only (claim 'app')
+  --secret SECRET   sign with this secret instead of the application's
+  --config FILE     settings file, as for the server (environment variables apply too)";
+
+pub fn run(args: Vec<String>) -> ExitCode {
+    match mint_from(args) {
+        Ok(Some(token)) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mediarouter token: {e}\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The token the arguments ask for (`None`: help was asked for).
+fn mint_from(args: Vec<String>) -> Result<Option<String>, String> {
+    let mut args = args.into_iter();
+    let (mut stream, mut action, mut app, mut client, mut secret, mut config) =
+        (None, None, None, None, None, None);
+    let (mut ttl, mut private, mut bind_app) = (Duration::from_secs(3600), false, false);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--stream" => stream = Some(value()?),
+            "--action" => action = Some(value()?),
+            "--app" => app = Some(value()?),
+            "--client" => client = Some(value()?),
+            "--secret" => secret = Some(value()?),
+            "--config" | "-c" => config = Some(PathBuf::from(value()?)),
+            "--ttl" => {
+                ttl = humantime::parse_duration(&value()?)
+                    .map_err(|e| format!("--ttl: {e}"))?
+            }
+            "--private" => private = true,
+            "--bind-app" => bind_app = true,
+            "--help" | "-h" => return Ok(None),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    let stream = stream.filter(|s| !s.is_empty()).ok_or("--stream is required")?;
+    let action = action.ok_or("--action is required")?;
+    if !matches!(action.as_str(), "publish" | "play") {
+        return Err(format!("--action '{action}' is not publish or play"));
+    }
+    let settings = Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    let app = app.unwrap_or_else(|| settings.rtmp.default_app.clone());
+    let secret = match secret {
+        Some(secret) => secret,
+        None => {
+            let secret = settings.app(&app).token_secret.clone();
+            if secret.is_empty() {
+                return Err(format!(
+                    "application '{app}' has no token_secret: set app.token_secret (or \
+                     apps.{app}.token_secret), or pass --secret"
+                ));
+            }
+            secret
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?;
+    let claims = Claims {
+        stream,
+        action,
+        exp: (now + ttl).as_secs(),
+        app: bind_app.then_some(app),
+        client,
+        private,
+    };
+    Ok(Some(mint(secret.as_bytes(), &claims)))
+}
