@@ -1,9 +1,22 @@
 // Streams page: lists the live streams (POST /rest-api/stream/find_all) and the camera pulls
 // (POST /rest-api/rtsp/find_all) of this server, with a Play link each to the Player page
-// (name filled in, autoplay), refreshed every few seconds.
+// (name filled in, autoplay), refreshed every few seconds. Private streams are marked.
 
 const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
+
+// A server with rest.api_key set wants it for the listings too: taken once from ?apiKey= and
+// kept for this tab only, out of the address bar.
+const apiKey = (() => {
+  const params = new URLSearchParams(location.search);
+  const given = params.get('apiKey');
+  if (given) {
+    sessionStorage.setItem('mediarouter.apiKey', given);
+    params.delete('apiKey');
+    history.replaceState(null, '', `${location.pathname}${params.size ? '?' + params : ''}`);
+  }
+  return sessionStorage.getItem('mediarouter.apiKey') || '';
+})();
 
 for (const el of document.querySelectorAll('.host')) el.textContent = location.hostname || 'localhost';
 
@@ -14,12 +27,17 @@ for (const el of document.querySelectorAll('.host')) el.textContent = location.h
  * @returns {Promise<object[]>}
  */
 async function list(path) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (apiKey) headers['X-API-Key'] = apiKey;
   const res = await fetch(`/rest-api/${path}`, {
     method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
+    headers,
     body: '{}',
     cache: 'no-store',
   });
+  if (res.status === 401) {
+    throw new Error(`${path}: this server's listings need its REST API key (rest.api_key): open streams.html?apiKey=KEY`);
+  }
   let body = null;
   try {
     body = await res.json();
@@ -93,6 +111,7 @@ function streamItem(s) {
       ['Audio', audio],
       ['Bitrate', s.bitrate_in_kbps !== undefined ? `${s.bitrate_in_kbps} kbps` : null],
       ['Viewers', viewers],
+      ['Access', s.private ? 'private: one viewer only' : null],
     ]),
     el('div', { class: 'actions' }, playLink(playName, 'Play', playName.includes('***'))),
   );

@@ -139,6 +139,7 @@ async fn run(settings: Settings) -> Result<(), String> {
             settings.rtsp.connect_timeout_ms + 2_000,
         ),
         api_key: Some(settings.rest.api_key.clone()).filter(|k| !k.is_empty()),
+        gate: Arc::clone(&gate),
     });
     if settings.rest.enabled {
         let address = socket_addr(&settings.rest.address, settings.rest.port);

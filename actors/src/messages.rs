@@ -303,6 +303,20 @@ pub enum PublisherCommand {
     /// A player needs a keyframe. Only publishers that can ask their encoder for one (WebRTC)
     /// act on it; the stream already limits how often it comes.
     RequestKeyframe,
+    /// A viewer's message (signalling `send`) for the publisher's client; only publishers with
+    /// a client that reads messages (WebRTC) pass it on.
+    Message {
+        from: String,
+        data: serde_json::Value,
+    },
+}
+
+/// Viewer → Stream: pass `data` from session `from` to the publisher (if any).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToPublisher {
+    pub from: String,
+    pub data: serde_json::Value,
 }
 
 /// Stream → player connection.

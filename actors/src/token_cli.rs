@@ -4,11 +4,11 @@
 //! Invariant: prints the token alone on stdout (scripts capture it); every error goes to stderr
 //! with exit status 2.
 
-use mediarouter_core::access::token::{mint, Claims};
+use mediarouter_core::access::token::TokenRequest;
 use mediarouter_core::settings::Settings;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const USAGE: &str = "usage: mediarouter token --stream NAME --action publish|play [options]
 
@@ -44,58 +44,45 @@ pub fn run(args: Vec<String>) -> ExitCode {
 /// The token the arguments ask for (`None`: help was asked for).
 fn mint_from(args: Vec<String>) -> Result<Option<String>, String> {
     let mut args = args.into_iter();
-    let (mut stream, mut action, mut app, mut client, mut secret, mut config) =
-        (None, None, None, None, None, None);
-    let (mut ttl, mut private, mut bind_app) = (Duration::from_secs(3600), false, false);
+    let mut request = TokenRequest {
+        stream: String::new(),
+        action: String::new(),
+        app: String::new(),
+        bind_app: false,
+        ttl_seconds: 3600,
+        client: None,
+        private: false,
+    };
+    let (mut secret, mut config) = (None, None);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
-            "--stream" => stream = Some(value()?),
-            "--action" => action = Some(value()?),
-            "--app" => app = Some(value()?),
-            "--client" => client = Some(value()?),
+            "--stream" => request.stream = value()?,
+            "--action" => request.action = value()?,
+            "--app" => request.app = value()?,
+            "--client" => request.client = Some(value()?),
             "--secret" => secret = Some(value()?),
             "--config" | "-c" => config = Some(PathBuf::from(value()?)),
             "--ttl" => {
-                ttl = humantime::parse_duration(&value()?)
+                request.ttl_seconds = humantime::parse_duration(&value()?)
                     .map_err(|e| format!("--ttl: {e}"))?
+                    .as_secs()
             }
-            "--private" => private = true,
-            "--bind-app" => bind_app = true,
+            "--private" => request.private = true,
+            "--bind-app" => request.bind_app = true,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
-    let stream = stream.filter(|s| !s.is_empty()).ok_or("--stream is required")?;
-    let action = action.ok_or("--action is required")?;
-    if !matches!(action.as_str(), "publish" | "play") {
-        return Err(format!("--action '{action}' is not publish or play"));
+    let settings =
+        Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+    if request.app.is_empty() {
+        request.app = settings.rtmp.default_app.clone();
     }
-    let settings = Settings::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
-    let app = app.unwrap_or_else(|| settings.rtmp.default_app.clone());
-    let secret = match secret {
-        Some(secret) => secret,
-        None => {
-            let secret = settings.app(&app).token_secret.clone();
-            if secret.is_empty() {
-                return Err(format!(
-                    "application '{app}' has no token_secret: set app.token_secret (or \
-                     apps.{app}.token_secret), or pass --secret"
-                ));
-            }
-            secret
-        }
-    };
+    let secret = secret.unwrap_or_else(|| settings.app(&request.app).token_secret.clone());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?;
-    let claims = Claims {
-        stream,
-        action,
-        exp: (now + ttl).as_secs(),
-        app: bind_app.then_some(app),
-        client,
-        private,
-    };
-    Ok(Some(mint(secret.as_bytes(), &claims)))
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    request.mint(&secret, now).map(|(token, _)| Some(token))
 }

@@ -57,6 +57,48 @@ pub enum TokenError {
     OtherAction(String),
 }
 
+/// What to put in a new token (`mediarouter token`, REST `token/create`).
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    pub stream: String,
+    pub action: String,
+    /// The application whose secret signs (named in the token when `bind_app`).
+    pub app: String,
+    pub bind_app: bool,
+    pub ttl_seconds: u64,
+    pub client: Option<String>,
+    pub private: bool,
+}
+
+impl TokenRequest {
+    /// Checks the request and signs it with `secret` (the application's `token_secret`);
+    /// returns the token and its claims.
+    pub fn mint(&self, secret: &str, now_unix: u64) -> Result<(String, Claims), String> {
+        if self.stream.trim().is_empty() {
+            return Err("a stream name is required".into());
+        }
+        if !matches!(self.action.as_str(), "publish" | "play") {
+            return Err(format!("action '{}' is not publish or play", self.action));
+        }
+        if secret.is_empty() {
+            return Err(format!(
+                "application '{}' has no token_secret (set app.token_secret or \
+                 apps.{}.token_secret)",
+                self.app, self.app
+            ));
+        }
+        let claims = Claims {
+            stream: self.stream.clone(),
+            action: self.action.clone(),
+            exp: now_unix.saturating_add(self.ttl_seconds),
+            app: self.bind_app.then(|| self.app.clone()),
+            client: self.client.clone().filter(|c| !c.is_empty()),
+            private: self.private,
+        };
+        Ok((mint(secret.as_bytes(), &claims), claims))
+    }
+}
+
 /// Signs `claims` with `secret`.
 pub fn mint(secret: &[u8], claims: &Claims) -> String {
     // Serialising a struct of strings, numbers and bools cannot fail.

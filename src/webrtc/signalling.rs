@@ -80,6 +80,13 @@ pub enum ClientMessage {
     Describe {
         name: String,
     },
+    /// A message for the publisher of the stream this session plays as `stream_id` (a viewer
+    /// asking its broadcaster for something); delivered when the publisher is a signalling
+    /// client, as `message`.
+    Send {
+        stream_id: String,
+        data: Value,
+    },
     Ping,
     Disconnect,
 }
@@ -92,6 +99,7 @@ const CLIENT_TYPES: &[&str] = &[
     "candidate",
     "stop",
     "describe",
+    "send",
     "ping",
     "disconnect",
 ];
@@ -285,6 +293,13 @@ pub enum ServerMessage {
         reference: Option<String>,
     },
     Pong,
+    /// A viewer's `send` to this publisher: `stream_id` is the publisher's own stream id,
+    /// `from` the viewer's session id.
+    Message {
+        stream_id: String,
+        from: String,
+        data: Value,
+    },
 }
 
 impl ServerMessage {

@@ -3,8 +3,9 @@
 // WebRTC publish, an IP camera by its rtsp:// URL) into a <video> element, over an
 // RTCPeerConnection or as fMP4 on a WebSocket of its own into Media Source Extensions (mse.js),
 // or publishes the browser's camera and microphone (H.264 + Opus) under a name. Every status
-// change is an event; getStats() reads the receiver (play) or sender (publish) numbers.
-// Plain ES module, no dependencies, no build step.
+// change is an event; getStats() reads the receiver (play) or sender (publish) numbers. A viewer
+// may send small JSON messages to the publisher of what it plays (stream.send()); a publishing
+// page gets them as `message` events. Plain ES module, no dependencies, no build step.
 //
 //   import { Session, SESSION_STATUS, STREAM_STATUS } from '/sdk/mediarouter.js';
 //   const session = await Session.connect();
@@ -34,7 +35,7 @@ export const SESSION_STATUS = Object.freeze({
   ESTABLISHED: 'ESTABLISHED',
   /** Ended normally (client disconnect, server goodbye, socket closed after ESTABLISHED). */
   DISCONNECTED: 'DISCONNECTED',
-  /** Ended on an error (cannot connect, rejected, timed out). */
+  /** Ended on an error (cannot connect, refused by the application with a reason, timed out). */
   FAILED: 'FAILED',
 });
 
@@ -73,8 +74,11 @@ export const EVENT = Object.freeze({
   STATUS: 'status',
   /** Session: an `error` message from the server, {code, message, ref}. Stream: errors about it. */
   ERROR: 'error',
-  /** Session: every message received from the server (parsed JSON), for debugging. */
+  /** Stream (publish): a viewer's `send`, {from, data} (`from`: the viewer's session id).
+   * Session: the same for any of its publishes, {streamId, from, data}. */
   MESSAGE: 'message',
+  /** Session: every message received from the server (parsed JSON), for debugging. */
+  RECEIVED: 'received',
   /** Stream: the MediaStream got a track, {track, mediaStream}. */
   TRACK: 'track',
   /** Stream: RTCPeerConnection connection state, {state}. */
@@ -116,6 +120,9 @@ export const TRANSPORT = Object.freeze({
   /** fMP4 over a WebSocket into Media Source Extensions (H.264 + AAC). Play only. */
   WS: 'ws',
 });
+
+/** Largest `data` of stream.send(), serialised (the server refuses more). */
+export const MAX_SEND_BYTES = 8192;
 
 /** How long play() with transport 'auto' waits for the server's `description` (ms). */
 const DESCRIBE_TIMEOUT_MS = 2000;
@@ -215,7 +222,8 @@ class Emitter {
  * @typedef {object} SessionOptions
  * @property {string} [url] signalling URL, default ws(s)://<page host>/ws
  * @property {string} [appKey] application of names without one (server default: `live`)
- * @property {string} [token] passed to the server with `connect`
+ * @property {string} [token] passed to the server with `connect`: the application's backend
+ *   sees it, and a publish or play without a token of its own uses it
  * @property {object} [custom] any fields, passed to the server with `connect`
  * @property {RTCIceServer[]} [iceServers] default ICE servers of the session's streams (none
  *   needed on a LAN or loopback)
@@ -227,7 +235,8 @@ class Emitter {
  *
  * Events: each SESSION_STATUS value ('ESTABLISHED', 'DISCONNECTED', 'FAILED', ...) with
  * {status, reason, sessionId}; 'status' for every change; 'error' for server `error` messages
- * ({code, message, ref}); 'message' for every message received.
+ * ({code, message, ref}); 'message' for a viewer's message to one of its publishes ({streamId,
+ * from, data}); 'received' for every message received.
  */
 export class Session extends Emitter {
   /** @param {SessionOptions} [options] */
@@ -257,7 +266,8 @@ export class Session extends Emitter {
   }
 
   /**
-   * Creates a session and connects it: resolves once ESTABLISHED, rejects on FAILED or timeout.
+   * Creates a session and connects it: resolves once ESTABLISHED, rejects on FAILED or timeout
+   * (see connect()).
    * @param {SessionOptions} [options]
    * @returns {Promise<Session>}
    */
@@ -266,7 +276,11 @@ export class Session extends Emitter {
   }
 
   /**
-   * Opens the WebSocket, sends `connect` and waits for ESTABLISHED.
+   * Opens the WebSocket, sends `connect` and waits for ESTABLISHED. Rejects when the session
+   * ends first: the application refused it (the server's `session` FAILED, its reason, e.g.
+   * "the token has expired" or a backend's), the socket could not open or closed, or no answer
+   * came within `timeoutMs`. The error's message is the reason; it also has `status` ('FAILED' or
+   * 'DISCONNECTED') and `reason`. The session emits its FAILED status (with the reason) first.
    * @returns {Promise<Session>}
    */
   connect() {
@@ -282,7 +296,12 @@ export class Session extends Emitter {
         else resolve(this);
       };
       const onOk = () => done();
-      const onEnd = (e) => done(new Error(`session ${e.status}: ${e.reason || 'no reason'}`));
+      const onEnd = (e) => {
+        const err = new Error(e.reason || `session ${e.status.toLowerCase()}`);
+        err.status = e.status;
+        err.reason = e.reason;
+        done(err);
+      };
       const timer = setTimeout(() => {
         this._end(SESSION_STATUS.FAILED, `no answer to connect within ${this.options.timeoutMs} ms`);
       }, this.options.timeoutMs);
@@ -335,6 +354,12 @@ export class Session extends Emitter {
         this._end(SESSION_STATUS.FAILED, `cannot connect to ${this.url} (${ev.code})`);
       }
     };
+  }
+
+  /** @returns {string|undefined} the server's id of this session (`sessionId` of ESTABLISHED,
+   * e.g. "s-1a2b3c4d"): what a publisher sees as `from` in the messages of this session's plays */
+  get id() {
+    return this.sessionId;
   }
 
   /**
@@ -407,6 +432,10 @@ export class Session extends Emitter {
    *   'webrtc', or 'ws' (fMP4 over a WebSocket into Media Source Extensions); see TRANSPORT
    * @property {string} [streamId] unique in the session (default v1, v2, ...)
    * @property {RTCIceServer[]} [iceServers] overrides the session's
+   * @property {string} [token] sent with this play or publish (and on the media WebSocket of a
+   *   'ws' play) instead of the session's: e.g. a signed token for this one stream
+   * @property {boolean} [private] (publish) only one viewer, the first the server admits, may
+   *   play the stream; the others get FAILED "the stream is private: another viewer holds it"
    * @property {boolean} [serverOffer] let the server make the offer (default: the client offers)
    * @property {boolean} [muted] start muted (default true: muted autoplay is always allowed)
    * @property {number} [playTimeoutMs] play() rejects when not PLAYING by then (default 0: no
@@ -493,7 +522,7 @@ export class Session extends Emitter {
 
   /** @private */
   _onMessage(msg) {
-    this._emit(EVENT.MESSAGE, msg);
+    this._emit(EVENT.RECEIVED, msg);
     const stream = typeof msg.streamId === 'string' ? this.streams.get(msg.streamId) : undefined;
     switch (msg.type) {
       case 'session':
@@ -526,6 +555,13 @@ export class Session extends Emitter {
         if (msg.ref === 'describe') for (const w of [...this._describeWaiters]) w.resolve(null);
         const target = typeof msg.ref === 'string' ? this.streams.get(msg.ref) : undefined;
         if (target) target._onError(err);
+        break;
+      }
+      case 'message': {
+        // A viewer's `send` to one of our publishes: streamId is the publish's own.
+        const data = { streamId: msg.streamId, from: msg.from, data: msg.data };
+        if (stream) stream._emit(EVENT.MESSAGE, { from: msg.from, data: msg.data });
+        this._emit(EVENT.MESSAGE, data);
         break;
       }
       case 'description':
@@ -606,8 +642,8 @@ export class Session extends Emitter {
  *
  * Events: each STREAM_STATUS value with {status, reason, info, name, streamId}; 'status' for
  * every change; 'track' when a media track arrives (play); 'localstream' when the camera and
- * microphone are ready (publish); 'connectionstate'; 'error' for server errors that name this
- * stream.
+ * microphone are ready (publish); 'message' when a viewer of this publish sends something
+ * ({from, data}); 'connectionstate'; 'error' for server errors that name this stream.
  */
 export class Stream extends Emitter {
   /**
@@ -782,7 +818,10 @@ export class Stream extends Emitter {
     if (!mseSupported()) throw new Error('Media Source Extensions are not available in this browser');
     if (!this.video) this.video = document.createElement('video');
     const player = new MsePlayer({
-      url: wsPlayUrl(this.session.url, this._fullName()),
+      url: wsPlayUrl(this.session.url, this.name, {
+        appKey: this.session.options.appKey,
+        token: this.options.token || this.session.options.token,
+      }),
       video: this.video,
       muted: this.options.muted,
       onStatus: (msg) => {
@@ -798,16 +837,6 @@ export class Stream extends Emitter {
   }
 
   /**
-   * @private The name as the media WebSocket takes it: with the session's appKey in front of a
-   * bare name (the signalling session applies it, the media socket has no session); camera URLs
-   * and `app/stream` names as they are.
-   */
-  _fullName() {
-    const appKey = this.session.options.appKey;
-    return appKey && !this.name.includes('/') ? `${appKey}/${this.name}` : this.name;
-  }
-
-  /**
    * Publishes the local camera and microphone (or the given `localStream`) under this stream's
    * name: gets the media, offers sendonly tracks (H.264 first unless `videoCodec` says
    * otherwise, Opus), trickles ICE both ways and shows the local media on the display (muted).
@@ -816,7 +845,7 @@ export class Stream extends Emitter {
    * camera) or after `publishTimeoutMs`. It may be called again after STOPPED/FAILED.
    * @param {{localStream?: MediaStream, constraints?: MediaStreamConstraints,
    *   videoCodec?: 'H264'|'VP8'|'VP9'|'AV1', publishTimeoutMs?: number}} [options] override the
-   *   stream's
+   *   stream's (`token` and `private` are the stream's: createStream())
    * @returns {Promise<Stream>}
    */
   publish(options = {}) {
@@ -901,6 +930,29 @@ export class Stream extends Emitter {
       }
     };
     this.on(EVENT.STATUS, onStatus);
+  }
+
+  /**
+   * Sends `data` (any JSON value, at most MAX_SEND_BYTES serialised) to the publisher of the
+   * stream this one plays: a publisher on a signalling session gets it as a `message` event
+   * ({from: this session's id, data}); an RTMP or camera source gets nothing. The server says
+   * nothing when it passes the message on; it answers an `error` (this stream's 'error' event and
+   * the session's) when it cannot: `not_playing` (the server has not attached the play yet),
+   * `unknown_stream` (never played, or ended), `bad_request` (a publish, or data too large).
+   * @param {*} data
+   * @returns {boolean} false when the session's socket is not open
+   * @throws {Error} on a play over 'ws' (no signalling stream to send on) or data that is not
+   *   JSON or is too large
+   */
+  send(data) {
+    if (this.transport === TRANSPORT.WS && this.direction === 'play') {
+      throw new Error("send: a play over 'ws' has no signalling stream; play over 'webrtc'");
+    }
+    const json = data === undefined ? undefined : JSON.stringify(data);
+    if (json === undefined) throw new Error('send: data must be a JSON value');
+    const bytes = new TextEncoder().encode(json).length;
+    if (bytes > MAX_SEND_BYTES) throw new Error(`send: data is ${bytes} bytes serialised, at most ${MAX_SEND_BYTES}`);
+    return this.session.send({ type: 'send', streamId: this.id, data });
   }
 
   /** Unmutes the display (call from a user gesture: a click). Returns the video's play() promise. */
@@ -1142,7 +1194,18 @@ export class Stream extends Emitter {
     await pc.setLocalDescription(offer);
     if (this.pc !== pc) return;
     this._announced = true;
-    this.session.send({ type, streamId: this.id, name: this.name, sdp: pc.localDescription.sdp });
+    this.session.send(this._request(type, { sdp: pc.localDescription.sdp }));
+  }
+
+  /**
+   * @private The `play` or `publish` message of this stream with `fields`: its own `token` when
+   * it has one (else the server uses the session's), `private` on a private publish.
+   */
+  _request(type, fields) {
+    const msg = { type, streamId: this.id, name: this.name, ...fields };
+    if (this.options.token) msg.token = this.options.token;
+    if (type === 'publish' && this.options.private) msg.private = true;
+    return msg;
   }
 
   /** @private Play: recvonly transceivers (or the server's offer), the media on the display. */
@@ -1161,7 +1224,7 @@ export class Stream extends Emitter {
     if (this.options.serverOffer) {
       // The server sends an `offer`; _onMessage answers it.
       this._announced = true;
-      this.session.send({ type: 'play', streamId: this.id, name: this.name });
+      this.session.send(this._request('play', {}));
       return;
     }
     pc.addTransceiver('video', { direction: 'recvonly' });

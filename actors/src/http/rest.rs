@@ -3,6 +3,7 @@
 //! Invariants: every answer is JSON; a malformed body is a 400 with `{"error": ...}`, an unknown
 //! stream or path a 404 with the same shape; nothing a client sends can panic a handler.
 
+use crate::access::Gate;
 use crate::messages::*;
 use crate::registry::Registry;
 use actix::dev::ToEnvelope;
@@ -12,6 +13,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
+use mediarouter_core::access::token::TokenRequest;
 use mediarouter_core::camera::CameraUrl;
 use mediarouter_core::media::StreamName;
 use serde::{Deserialize, Serialize};
@@ -26,6 +28,8 @@ pub struct RestState {
     pub first_attempt_timeout: std::time::Duration,
     /// `rest.api_key`: when set, every request on the REST port must carry it.
     pub api_key: Option<String>,
+    /// The applications (their token secrets, for `token/create`).
+    pub gate: Arc<Gate>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
@@ -38,7 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<RestState>) {
                 .route("/stream/terminate", web::post().to(terminate))
                 .route("/rtsp/startup", web::post().to(rtsp_startup))
                 .route("/rtsp/find_all", web::post().to(rtsp_find_all))
-                .route("/rtsp/terminate", web::post().to(rtsp_terminate)),
+                .route("/rtsp/terminate", web::post().to(rtsp_terminate))
+                .route("/token/create", web::post().to(token_create)),
         )
         .default_service(web::to(not_found));
 }
@@ -272,6 +277,46 @@ async fn rtsp_startup(state: web::Data<RestState>, body: web::Bytes) -> HttpResp
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("camera {masked} did not answer in time (the pull keeps retrying until terminated)"),
         ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    stream: String,
+    action: String,
+    app: Option<String>,
+    #[serde(default)]
+    bind_app: bool,
+    ttl_seconds: Option<u64>,
+    client: Option<String>,
+    #[serde(default)]
+    private: bool,
+}
+
+/// Mints a token with the application's secret: `{"stream", "action", "app"?, "ttl_seconds"?
+/// (3600), "client"?, "private"?, "bind_app"?}` → `{"token", "claims"}`.
+async fn token_create(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
+    let request: TokenBody = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad token request: {e}")),
+    };
+    let app = request.app.unwrap_or_else(|| state.default_app.clone());
+    let request = TokenRequest {
+        stream: request.stream,
+        action: request.action,
+        bind_app: request.bind_app,
+        ttl_seconds: request.ttl_seconds.unwrap_or(3600),
+        client: request.client,
+        private: request.private,
+        app,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match request.mint(&state.gate.app(&request.app).token_secret, now) {
+        Ok((token, claims)) => HttpResponse::Ok().json(json!({ "token": token, "claims": claims })),
+        Err(reason) => error(StatusCode::BAD_REQUEST, reason),
     }
 }
 

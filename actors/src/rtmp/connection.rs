@@ -898,7 +898,7 @@ impl Handler<PublisherCommand> for RtmpConnection {
                 self.close(ctx, "publisher cut by the server");
             }
             // An RTMP encoder cannot be asked for a keyframe; its GOPs are what they are.
-            PublisherCommand::RequestKeyframe => {}
+            PublisherCommand::RequestKeyframe | PublisherCommand::Message { .. } => {}
         }
     }
 }

@@ -359,7 +359,7 @@ impl Handler<PublisherCommand> for RtspPull {
                 self.stop(&reason, "NetStream.Play.Stop", ctx);
             }
             // RTSP has no keyframe request; the camera's GOP length rules.
-            PublisherCommand::RequestKeyframe => {}
+            PublisherCommand::RequestKeyframe | PublisherCommand::Message { .. } => {}
         }
     }
 }

@@ -543,6 +543,20 @@ impl Handler<KeyframeRequest> for Stream {
     }
 }
 
+impl Handler<ToPublisher> for Stream {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToPublisher, _: &mut Context<Self>) {
+        if let Some(publisher) = &self.publisher {
+            debug!(stream = %self.name, publisher = %publisher.address, from = %msg.from, "viewer message to the publisher");
+            publisher.control.do_send(PublisherCommand::Message {
+                from: msg.from,
+                data: msg.data,
+            });
+        }
+    }
+}
+
 impl Handler<GetStreamInfo> for Stream {
     type Result = MessageResult<GetStreamInfo>;
 

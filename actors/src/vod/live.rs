@@ -145,7 +145,7 @@ impl Handler<PublisherCommand> for FileLoop {
                 ctx.stop();
             }
             // Every loop starts on a keyframe and the file's GOPs are what they are.
-            PublisherCommand::RequestKeyframe => {}
+            PublisherCommand::RequestKeyframe | PublisherCommand::Message { .. } => {}
         }
     }
 }

@@ -24,7 +24,7 @@ use mediarouter_core::codec::rtp::H264Depacketizer;
 use mediarouter_core::codec::vp8::Vp8Depacketizer;
 use mediarouter_core::media::{Codec, Frame, StreamName, TrackConfig, TrackInfo};
 use mediarouter_core::webrtc::offer::{choose_publish_video, offered_formats, MediaKind};
-use mediarouter_core::webrtc::signalling::{ServerMessage, StreamStatus};
+use mediarouter_core::webrtc::signalling::{ProtocolError, ServerMessage, StreamStatus};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::sync::Arc;
@@ -576,6 +576,14 @@ impl Handler<ViewerSignal> for WebrtcPublisher {
                 self.flush_candidates();
             }
             ViewerSignal::Candidate(None) | ViewerSignal::Answer(_) => {}
+            ViewerSignal::Send { .. } => self.spec.client.do_send(ToClient(
+                ProtocolError::new(
+                    "bad_request",
+                    "'send' goes to the publisher of a stream this session plays",
+                    Some(self.spec.stream_id.clone()),
+                )
+                .to_message(),
+            )),
             ViewerSignal::Stop(reason) => self.finish(StreamStatus::Stopped, reason, ctx),
         }
     }
@@ -636,6 +644,13 @@ impl Handler<PublisherCommand> for WebrtcPublisher {
                 self.finish(StreamStatus::Stopped, reason, ctx);
             }
             PublisherCommand::RequestKeyframe => self.keyframe_wanted.notify_one(),
+            PublisherCommand::Message { from, data } => {
+                self.spec.client.do_send(ToClient(ServerMessage::Message {
+                    stream_id: self.spec.stream_id.clone(),
+                    from,
+                    data,
+                }))
+            }
         }
     }
 }

@@ -20,7 +20,7 @@ use mediarouter_core::media::{Codec, MediaPacket, StreamName, TrackKind};
 use mediarouter_core::webrtc::offer::{
     choose_audio, choose_h264, choose_vp8, offered_formats, AudioPlan,
 };
-use mediarouter_core::webrtc::signalling::{Candidate, ServerMessage, StreamStatus};
+use mediarouter_core::webrtc::signalling::{Candidate, ProtocolError, ServerMessage, StreamStatus};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
@@ -52,6 +52,11 @@ pub enum ViewerSignal {
     Candidate(Option<Candidate>),
     /// Stop with this reason (client stop, session closed).
     Stop(String),
+    /// Pass `data` from session `from` to the stream's publisher (signalling `send`).
+    Send {
+        from: String,
+        data: serde_json::Value,
+    },
 }
 
 /// webrtc-rs callbacks → viewer or publisher.
@@ -836,6 +841,17 @@ impl Handler<ViewerSignal> for WebrtcViewer {
             }
             ViewerSignal::Candidate(None) => {}
             ViewerSignal::Stop(reason) => self.finish(StreamStatus::Stopped, reason, ctx),
+            ViewerSignal::Send { from, data } => match &self.stream {
+                Some(stream) => stream.do_send(ToPublisher { from, data }),
+                None => self.client.do_send(ToClient(
+                    ProtocolError::new(
+                        "not_playing",
+                        "the stream is not playing yet: nothing to send to",
+                        Some(self.stream_id.clone()),
+                    )
+                    .to_message(),
+                )),
+            },
         }
     }
 }

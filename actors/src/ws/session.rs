@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
+/// Largest `send` payload (serialised): messages to a publisher are requests, not media.
+const MAX_SEND_BYTES: usize = 8192;
+
 /// What every session needs from the server.
 pub struct SessionContext {
     pub registry: Addr<Registry>,
@@ -145,6 +148,20 @@ impl WsSession {
                 ctx,
             ),
             ClientMessage::Describe { name } => self.on_describe(name, ctx),
+            ClientMessage::Send { stream_id, data } => {
+                if data.to_string().len() > MAX_SEND_BYTES {
+                    return self.error(
+                        ProtocolError::new(
+                            "bad_request",
+                            format!("'data' is larger than {MAX_SEND_BYTES} bytes"),
+                            Some(stream_id),
+                        ),
+                        ctx,
+                    );
+                }
+                let from = self.id.clone();
+                self.signal(&stream_id, ViewerSignal::Send { from, data }, ctx)
+            }
             ClientMessage::Ping => self.send(&ServerMessage::Pong, ctx),
             ClientMessage::Disconnect => {
                 self.close(SessionStatus::Disconnected, "client disconnected", ctx)
