@@ -173,6 +173,12 @@ impl Gate {
     }
 }
 
+thread_local! {
+    /// One client per worker thread (awc clients are not `Send`): its pool keeps connections
+    /// to the backends alive between hooks.
+    static CLIENT: awc::Client = awc::Client::builder().disable_redirects().finish();
+}
+
 /// Asks the backend for a decision; an unreachable, slow or non-2xx backend refuses.
 async fn ask(app: &AppSettings, body: &Value) -> Verdict {
     match post(app, body).await {
@@ -192,11 +198,10 @@ async fn ask(app: &AppSettings, body: &Value) -> Verdict {
 async fn post(app: &AppSettings, body: &Value) -> Result<(u16, bytes::Bytes), String> {
     let timeout = Duration::from_millis(app.hook_timeout_ms);
     let exchange = async {
-        let mut response = awc::Client::builder()
-            .timeout(timeout)
-            .disable_redirects()
-            .finish()
+        let mut response = CLIENT
+            .with(awc::Client::clone)
             .post(&app.backend_url)
+            .timeout(timeout)
             .insert_header(("user-agent", concat!("mediarouter/", env!("CARGO_PKG_VERSION"))))
             .send_json(body)
             .await
