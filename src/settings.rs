@@ -627,11 +627,23 @@ mod tests {
     #[test]
     fn bad_application_settings_name_the_key() {
         for (k, v, needle) in [
-            ("MEDIAROUTER__APPS__K__BACKEND_URL", "ftp://x", "apps.k.backend_url"),
+            (
+                "MEDIAROUTER__APPS__K__BACKEND_URL",
+                "ftp://x",
+                "apps.k.backend_url",
+            ),
             ("MEDIAROUTER__APPS__K__HOOKS", "play,jump", "apps.k.hooks"),
             ("MEDIAROUTER__APPS__K__COLOUR", "red", "apps.k.colour"),
-            ("MEDIAROUTER__APP__TOKEN_SECRET", "short", "app.token_secret"),
-            ("MEDIAROUTER__APP__TOKEN_ACTIONS", "play,stop", "app.token_actions"),
+            (
+                "MEDIAROUTER__APP__TOKEN_SECRET",
+                "short",
+                "app.token_secret",
+            ),
+            (
+                "MEDIAROUTER__APP__TOKEN_ACTIONS",
+                "play,stop",
+                "app.token_actions",
+            ),
             ("MEDIAROUTER__REST__API_KEY", "short", "rest.api_key"),
         ] {
             let err = Settings::load(None, env(&[(k, v)]))

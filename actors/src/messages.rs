@@ -311,9 +311,10 @@ pub enum PublisherCommand {
     },
 }
 
-/// Viewer → Stream: pass `data` from session `from` to the publisher (if any).
+/// Viewer → Stream: pass `data` from session `from` to the publisher. Returns false when the
+/// stream has no publisher now.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct ToPublisher {
     pub from: String,
     pub data: serde_json::Value,

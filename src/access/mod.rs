@@ -176,9 +176,11 @@ pub fn check_locally(
     let Some(stream) = stream.filter(|_| app.needs_token(action.as_str())) else {
         return Ok(None);
     };
-    let token = token.ok_or(TokenError::Missing).map_err(|e| e.to_string())?;
-    let claims = token::verify(app.token_secret.as_bytes(), token, now_unix)
+    let token = token
+        .ok_or(TokenError::Missing)
         .map_err(|e| e.to_string())?;
+    let claims =
+        token::verify(app.token_secret.as_bytes(), token, now_unix).map_err(|e| e.to_string())?;
     claims
         .allow(&stream.app, &stream.name, action.as_str())
         .map_err(|e| e.to_string())?;
@@ -186,16 +188,21 @@ pub fn check_locally(
 }
 
 /// Who a play was allowed to: a private stream is played by this holder only. A token's or
-/// the backend's client tag names a person across connections; otherwise one token, or one
-/// session, is the holder.
-pub fn holder(client: &ClientFacts, claims: Option<&Claims>, verdict: &Verdict) -> String {
+/// the backend's client tag names a person across connections; otherwise one token (`given`
+/// with the play, else the connection's), or one session, is the holder.
+pub fn holder(
+    client: &ClientFacts,
+    given: Option<&str>,
+    claims: Option<&Claims>,
+    verdict: &Verdict,
+) -> String {
     if let Some(tag) = claims.and_then(|c| c.client.as_deref()) {
         return format!("client:{tag}");
     }
     if let Some(tag) = verdict.client.as_deref() {
         return format!("client:{tag}");
     }
-    match (claims, client.token(None)) {
+    match (claims, client.token(given)) {
         (Some(_), Some(token)) => format!("token:{}", token.rsplit('.').next().unwrap_or(token)),
         _ => format!("session:{}", client.session_id),
     }
@@ -231,7 +238,9 @@ mod tests {
         assert!(v.refusal.is_none() && v.private);
         assert_eq!(v.client.as_deref(), Some("p1"));
         assert_eq!(
-            read_answer(403, br#"{"reason":"no entry"}"#).refusal.as_deref(),
+            read_answer(403, br#"{"reason":"no entry"}"#)
+                .refusal
+                .as_deref(),
             Some("no entry")
         );
         let v = read_answer(302, b"<html>");
@@ -301,12 +310,17 @@ mod tests {
             client: None,
             private: false,
         };
-        assert_eq!(holder(&c, Some(&claims), &Verdict::default()), "token:sig");
+        let none = Verdict::default();
+        assert_eq!(holder(&c, None, Some(&claims), &none), "token:sig");
+        assert_eq!(
+            holder(&c, Some("x.y.given"), Some(&claims), &none),
+            "token:given"
+        );
         let tagged = Claims {
             client: Some("p1".into()),
             ..claims
         };
-        assert_eq!(holder(&c, Some(&tagged), &Verdict::default()), "client:p1");
-        assert_eq!(holder(&c, None, &Verdict::default()), "session:rtmp-7");
+        assert_eq!(holder(&c, None, Some(&tagged), &none), "client:p1");
+        assert_eq!(holder(&c, None, None, &none), "session:rtmp-7");
     }
 }

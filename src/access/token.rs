@@ -122,9 +122,7 @@ pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<Claims, TokenError
         return Err(TokenError::Malformed);
     }
     let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-    let (header, payload) = signing_input
-        .split_once('.')
-        .ok_or(TokenError::Malformed)?;
+    let (header, payload) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
     let header: serde_json::Value = decode_json(header)?;
     if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
         return Err(TokenError::Algorithm);

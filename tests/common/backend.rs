@@ -48,8 +48,6 @@ pub struct Hook {
     pub content_type: String,
     /// The body parsed as JSON (`Value::String(raw)` when it is not JSON).
     pub body: Value,
-    /// When it arrived.
-    pub at: Instant,
 }
 
 type Decide = Arc<dyn Fn(&Value) -> Answer + Send + Sync>;
@@ -58,7 +56,6 @@ type Decide = Arc<dyn Fn(&Value) -> Answer + Send + Sync>;
 pub struct Backend {
     pub port: u16,
     hooks: Arc<Mutex<Vec<Hook>>>,
-    decide: Arc<Mutex<Decide>>,
     stop: Arc<AtomicBool>,
     acceptor: Option<thread::JoinHandle<()>>,
 }
@@ -77,7 +74,7 @@ impl Backend {
             .expect("non-blocking listener");
         let port = listener.local_addr().expect("backend address").port();
         let hooks = Arc::new(Mutex::new(Vec::new()));
-        let decide: Arc<Mutex<Decide>> = Arc::new(Mutex::new(Arc::new(decide)));
+        let decide: Decide = Arc::new(decide);
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let (hooks, decide, stop) = (hooks.clone(), decide.clone(), stop.clone());
@@ -85,7 +82,8 @@ impl Backend {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
                         Ok((socket, _)) => {
-                            let (hooks, decide, stop) = (hooks.clone(), decide.clone(), stop.clone());
+                            let (hooks, decide, stop) =
+                                (hooks.clone(), decide.clone(), stop.clone());
                             thread::spawn(move || serve(socket, &hooks, &decide, &stop));
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(POLL / 5),
@@ -97,7 +95,6 @@ impl Backend {
         Backend {
             port,
             hooks,
-            decide,
             stop,
             acceptor: Some(acceptor),
         }
@@ -106,11 +103,6 @@ impl Backend {
     /// A backend that allows everything.
     pub fn allow_all() -> Backend {
         Backend::start(|_| Answer::allow())
-    }
-
-    /// Answers from now on with `decide`.
-    pub fn set_decide(&self, decide: impl Fn(&Value) -> Answer + Send + Sync + 'static) {
-        *self.decide.lock().unwrap() = Arc::new(decide);
     }
 
     /// The URL to give the server as `backend_url`.
@@ -167,7 +159,11 @@ impl Backend {
                 )
             })
             .collect();
-        format!("backend got {} requests:\n{}", lines.len(), lines.join("\n"))
+        format!(
+            "backend got {} requests:\n{}",
+            lines.len(),
+            lines.join("\n")
+        )
     }
 }
 
@@ -185,7 +181,7 @@ impl Drop for Backend {
 
 /// Serves the requests of one connection in order until the peer closes it, asks to, or the
 /// backend stops.
-fn serve(mut socket: TcpStream, hooks: &Mutex<Vec<Hook>>, decide: &Mutex<Decide>, stop: &AtomicBool) {
+fn serve(mut socket: TcpStream, hooks: &Mutex<Vec<Hook>>, decide: &Decide, stop: &AtomicBool) {
     let _ = socket.set_nonblocking(false);
     let _ = socket.set_read_timeout(Some(POLL));
     let mut buf: Vec<u8> = Vec::new();
@@ -222,8 +218,10 @@ fn serve(mut socket: TcpStream, hooks: &Mutex<Vec<Hook>>, decide: &Mutex<Decide>
         } else {
             let len: usize = header("content-length").parse().unwrap_or(0);
             if len > MAX_REQUEST_BYTES
-                || read_until(&mut socket, &mut buf, stop, |b| (b.len() >= len).then_some(len))
-                    .is_none()
+                || read_until(&mut socket, &mut buf, stop, |b| {
+                    (b.len() >= len).then_some(len)
+                })
+                .is_none()
             {
                 return;
             }
@@ -236,9 +234,7 @@ fn serve(mut socket: TcpStream, hooks: &Mutex<Vec<Hook>>, decide: &Mutex<Decide>
             path,
             content_type: header("content-type"),
             body: body.clone(),
-            at: Instant::now(),
         });
-        let decide = decide.lock().unwrap().clone();
         let (status, answer, close) = match decide(&body) {
             Answer::Json(status, answer) => (
                 status,

@@ -935,16 +935,18 @@ export class Stream extends Emitter {
   /**
    * Sends `data` (any JSON value, at most MAX_SEND_BYTES serialised) to the publisher of the
    * stream this one plays: a publisher on a signalling session gets it as a `message` event
-   * ({from: this session's id, data}); an RTMP or camera source gets nothing. The server says
-   * nothing when it passes the message on; it answers an `error` (this stream's 'error' event and
-   * the session's) when it cannot: `not_playing` (the server has not attached the play yet),
-   * `unknown_stream` (never played, or ended), `bad_request` (a publish, or data too large).
+   * ({from: this session's id, data}); an RTMP or camera source gets nothing, and neither does
+   * a publisher that is not there (yet). The server says nothing when it passes the message on;
+   * it answers an `error` (this stream's 'error' event and the session's) when it cannot:
+   * `not_playing` (the server has not attached the play yet), `unknown_stream` (never played, or
+   * ended), `bad_request`.
    * @param {*} data
    * @returns {boolean} false when the session's socket is not open
-   * @throws {Error} on a play over 'ws' (no signalling stream to send on) or data that is not
-   *   JSON or is too large
+   * @throws {Error} on a publish (messages go from viewers to publishers), on a play over 'ws'
+   *   (no signalling stream to send on), on data that is not JSON or too large
    */
   send(data) {
+    if (this.direction === 'publish') throw new Error('send: a publish cannot send; its viewers send to it');
     if (this.transport === TRANSPORT.WS && this.direction === 'play') {
       throw new Error("send: a play over 'ws' has no signalling stream; play over 'webrtc'");
     }

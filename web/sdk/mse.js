@@ -40,15 +40,21 @@ export function mseSupported() {
 
 /**
  * The media WebSocket URL of a stream: the signalling URL's scheme and host (and any path
- * before its `/ws`, for a server behind a proxy prefix) with `/ws/play?name=NAME`.
+ * before its `/ws`, for a server behind a proxy prefix) with `/ws/play?name=NAME`, and
+ * `&appKey=KEY` (the application of a bare name: the media socket has no signalling session to
+ * carry it) and `&token=TOKEN` when given. Every value is percent-encoded here.
  * @param {string} sessionUrl e.g. `ws://127.0.0.1:8080/ws`
- * @param {string} name `live/test`, `test` or `rtsp://...`, percent-encoded here
+ * @param {string} name `live/test`, `test` or `rtsp://...`
+ * @param {{appKey?: string, token?: string}} [params]
  * @returns {string}
  */
-export function wsPlayUrl(sessionUrl, name) {
+export function wsPlayUrl(sessionUrl, name, { appKey, token } = {}) {
   const u = new URL(sessionUrl);
   u.pathname = /\/ws\/?$/.test(u.pathname) ? u.pathname.replace(/\/?$/, '/play') : '/ws/play';
-  u.search = `?name=${encodeURIComponent(name)}`;
+  let search = `?name=${encodeURIComponent(name)}`;
+  if (appKey) search += `&appKey=${encodeURIComponent(appKey)}`;
+  if (token) search += `&token=${encodeURIComponent(token)}`;
+  u.search = search;
   u.hash = '';
   return u.toString();
 }

@@ -113,7 +113,7 @@ impl Gate {
         }
         let private = action == Action::Publish
             && (claims.as_ref().is_some_and(|c| c.private) || verdict.private);
-        let holder = access::holder(client, claims.as_ref(), &verdict);
+        let holder = access::holder(client, token, claims.as_ref(), &verdict);
         debug!(peer = %client.address, session = %client.session_id, app = app_key,
             stream = stream.map(|s| s.name.as_str()).unwrap_or(""),
             action = action.as_str(), %holder, private, "allowed");
@@ -175,8 +175,12 @@ impl Gate {
 
 thread_local! {
     /// One client per worker thread (awc clients are not `Send`): its pool keeps connections
-    /// to the backends alive between hooks.
-    static CLIENT: awc::Client = awc::Client::builder().disable_redirects().finish();
+    /// to the backends alive between hooks. Its own timeout is off: `post` bounds the whole
+    /// exchange with the application's.
+    static CLIENT: awc::Client = awc::Client::builder()
+        .disable_redirects()
+        .disable_timeout()
+        .finish();
 }
 
 /// Asks the backend for a decision; an unreachable, slow or non-2xx backend refuses.
@@ -201,8 +205,10 @@ async fn post(app: &AppSettings, body: &Value) -> Result<(u16, bytes::Bytes), St
         let mut response = CLIENT
             .with(awc::Client::clone)
             .post(&app.backend_url)
-            .timeout(timeout)
-            .insert_header(("user-agent", concat!("mediarouter/", env!("CARGO_PKG_VERSION"))))
+            .insert_header((
+                "user-agent",
+                concat!("mediarouter/", env!("CARGO_PKG_VERSION")),
+            ))
             .send_json(body)
             .await
             .map_err(|e| e.to_string())?;
@@ -224,7 +230,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
-
 
 /// One client's way through the gate for its publishes and plays: the gate, who the client is
 /// and the token it gave with the request (if any).

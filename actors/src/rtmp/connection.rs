@@ -639,47 +639,47 @@ impl RtmpConnection {
         }
         .into_actor(self)
         .map(move |opened, conn, ctx| {
-                conn.deciding = false;
-                match opened {
-                    Ok(file) => {
-                        let mut out = OutQueue::new();
-                        let _ = conn.session.accept_play(&mut out, stream_id, &name.name);
-                        conn.send(out, ctx);
-                        let info = file.info();
-                        info!(stream = %name, peer = %conn.address, duration_ms = info.duration_ms,
+            conn.deciding = false;
+            match opened {
+                Ok(file) => {
+                    let mut out = OutQueue::new();
+                    let _ = conn.session.accept_play(&mut out, stream_id, &name.name);
+                    conn.send(out, ctx);
+                    let info = file.info();
+                    info!(stream = %name, peer = %conn.address, duration_ms = info.duration_ms,
                             width = info.width, height = info.height, "RTMP file playback started");
-                        let (playback, start) = VodPlayback::start(
-                            file,
-                            name.clone(),
-                            conn.peer,
-                            stream_id,
-                            ctx.address().recipient(),
-                        );
-                        conn.play_file_from(stream_id, &name, start, OutQueue::new(), ctx);
-                        conn.playing = Some(Playing {
-                            stream_id,
-                            name,
-                            source: PlaySource::File(playback),
-                            client,
-                        });
-                    }
-                    Err(FileRefusal::Denied(reason)) => {
-                        conn.refuse(stream_id, "NetStream.Play.Failed", &reason, ctx)
-                    }
-                    Err(FileRefusal::File(e)) => {
-                        let code = match e {
-                            VodError::NotFound(_) | VodError::Forbidden(_) => {
-                                "NetStream.Play.StreamNotFound"
-                            }
-                            _ => "NetStream.Play.Failed",
-                        };
-                        info!(stream = %name, peer = %conn.address, code, "file not played: {e}");
-                        conn.refuse(stream_id, code, &format!("{}: {e}", name.name), ctx);
-                    }
+                    let (playback, start) = VodPlayback::start(
+                        file,
+                        name.clone(),
+                        conn.peer,
+                        stream_id,
+                        ctx.address().recipient(),
+                    );
+                    conn.play_file_from(stream_id, &name, start, OutQueue::new(), ctx);
+                    conn.playing = Some(Playing {
+                        stream_id,
+                        name,
+                        source: PlaySource::File(playback),
+                        client,
+                    });
                 }
-                conn.run_pending(ctx);
-            })
-            .spawn(ctx);
+                Err(FileRefusal::Denied(reason)) => {
+                    conn.refuse(stream_id, "NetStream.Play.Failed", &reason, ctx)
+                }
+                Err(FileRefusal::File(e)) => {
+                    let code = match e {
+                        VodError::NotFound(_) | VodError::Forbidden(_) => {
+                            "NetStream.Play.StreamNotFound"
+                        }
+                        _ => "NetStream.Play.Failed",
+                    };
+                    info!(stream = %name, peer = %conn.address, code, "file not played: {e}");
+                    conn.refuse(stream_id, code, &format!("{}: {e}", name.name), ctx);
+                }
+            }
+            conn.run_pending(ctx);
+        })
+        .spawn(ctx);
     }
 
     /// Hands the writer a file's feed, after `prelude` (a seek's statuses).

@@ -29,6 +29,9 @@ use tracing::{debug, info};
 
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What a viewer other than a private stream's holder is told.
+const PRIVATE_REFUSAL: &str = "the stream is private: another viewer holds it";
+
 /// Keyframe requests reach the publisher at most this often, however many viewers ask: an
 /// encoder flooded with requests sends nothing but keyframes.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -249,11 +252,7 @@ impl Stream {
         players.sort();
         for (peer, holder) in players {
             if !self.admits(&holder) {
-                self.stop_player(
-                    peer,
-                    "NetStream.Play.Failed",
-                    "The stream is private: another viewer holds it.",
-                );
+                self.stop_player(peer, "NetStream.Play.Failed", PRIVATE_REFUSAL);
             }
         }
     }
@@ -460,9 +459,7 @@ impl Handler<Subscribe> for Stream {
         }
         if !self.admits(&msg.holder) {
             info!(stream = %self.name, peer = %msg.address, "play refused: the stream is private");
-            return Err(StreamError::Denied(
-                "the stream is private: another viewer holds it".into(),
-            ));
+            return Err(StreamError::Denied(PRIVATE_REFUSAL.into()));
         }
         let (snapshot, receiver) = self.hub.subscribe();
         let publishing = self.publisher.is_some();
@@ -498,8 +495,12 @@ impl Handler<Unsubscribe> for Stream {
         self.release_audio(msg.peer);
         if let Some(player) = self.players.remove(&msg.peer) {
             info!(stream = %self.name, peer = %player.address, players = self.players.len(), "player detached");
-            self.gate
-                .notify(Notice::Stop, &player.client, Some(&self.name), "player left");
+            self.gate.notify(
+                Notice::Stop,
+                &player.client,
+                Some(&self.name),
+                "player left",
+            );
         }
         self.retire_if_idle(ctx);
     }
@@ -544,16 +545,18 @@ impl Handler<KeyframeRequest> for Stream {
 }
 
 impl Handler<ToPublisher> for Stream {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: ToPublisher, _: &mut Context<Self>) {
-        if let Some(publisher) = &self.publisher {
-            debug!(stream = %self.name, publisher = %publisher.address, from = %msg.from, "viewer message to the publisher");
-            publisher.control.do_send(PublisherCommand::Message {
-                from: msg.from,
-                data: msg.data,
-            });
-        }
+    fn handle(&mut self, msg: ToPublisher, _: &mut Context<Self>) -> bool {
+        let Some(publisher) = &self.publisher else {
+            return false;
+        };
+        debug!(stream = %self.name, publisher = %publisher.address, from = %msg.from, "viewer message to the publisher");
+        publisher.control.do_send(PublisherCommand::Message {
+            from: msg.from,
+            data: msg.data,
+        });
+        true
     }
 }
 

@@ -528,25 +528,21 @@ impl Actor for WebrtcPublisher {
             publish_stream(registry, name, request).await
         }
         .into_actor(self)
-            .map(|result, publisher, ctx| match result {
-                Ok((grant, stream)) => {
-                    publisher.grant = Some((grant.hub, grant.token));
-                    publisher.stream = Some(stream);
-                    publisher.negotiate(ctx);
-                }
-                Err(StreamError::AlreadyPublishing(name)) => publisher.finish(
-                    StreamStatus::Failed,
-                    format!("name in use: {name} is already being published"),
-                    ctx,
-                ),
-                Err(StreamError::Denied(reason)) => {
-                    publisher.finish(StreamStatus::Failed, reason, ctx)
-                }
-                Err(e) => {
-                    publisher.finish(StreamStatus::Failed, format!("publish refused: {e}"), ctx)
-                }
-            })
-            .spawn(ctx);
+        .map(|result, publisher, ctx| match result {
+            Ok((grant, stream)) => {
+                publisher.grant = Some((grant.hub, grant.token));
+                publisher.stream = Some(stream);
+                publisher.negotiate(ctx);
+            }
+            Err(StreamError::AlreadyPublishing(name)) => publisher.finish(
+                StreamStatus::Failed,
+                format!("name in use: {name} is already being published"),
+                ctx,
+            ),
+            Err(StreamError::Denied(reason)) => publisher.finish(StreamStatus::Failed, reason, ctx),
+            Err(e) => publisher.finish(StreamStatus::Failed, format!("publish refused: {e}"), ctx),
+        })
+        .spawn(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

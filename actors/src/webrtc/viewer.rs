@@ -756,11 +756,7 @@ impl Actor for WebrtcViewer {
         let registry = self.registry.clone();
         let camera = self.camera.clone();
         let requested = self.name.clone();
-        let (peer, address, control) = (
-            self.peer,
-            self.address.clone(),
-            ctx.address().recipient(),
-        );
+        let (peer, address, control) = (self.peer, self.address.clone(), ctx.address().recipient());
         let pass = self.pass.clone();
         async move {
             let admission = pass.play(&requested).await?;
@@ -841,17 +837,26 @@ impl Handler<ViewerSignal> for WebrtcViewer {
             }
             ViewerSignal::Candidate(None) => {}
             ViewerSignal::Stop(reason) => self.finish(StreamStatus::Stopped, reason, ctx),
-            ViewerSignal::Send { from, data } => match &self.stream {
-                Some(stream) => stream.do_send(ToPublisher { from, data }),
-                None => self.client.do_send(ToClient(
-                    ProtocolError::new(
-                        "not_playing",
-                        "the stream is not playing yet: nothing to send to",
-                        Some(self.stream_id.clone()),
-                    )
-                    .to_message(),
-                )),
-            },
+            ViewerSignal::Send { from, data } => {
+                let (stream, client) = (self.stream.clone(), self.client.clone());
+                let stream_id = self.stream_id.clone();
+                actix_rt::spawn(async move {
+                    let delivered = match stream {
+                        Some(stream) => stream.send(ToPublisher { from, data }).await,
+                        None => Ok(false),
+                    };
+                    if delivered != Ok(true) {
+                        client.do_send(ToClient(
+                            ProtocolError::new(
+                                "not_playing",
+                                "the stream has no publisher now: nothing to send to",
+                                Some(stream_id),
+                            )
+                            .to_message(),
+                        ));
+                    }
+                });
+            }
         }
     }
 }

@@ -49,6 +49,6 @@ pub async fn signalling(
         &req,
         payload,
     )
-        .frame_size(MAX_FRAME_BYTES)
-        .start()
+    .frame_size(MAX_FRAME_BYTES)
+    .start()
 }

@@ -86,12 +86,13 @@ pub async fn play(
     let app = query
         .get("appKey")
         .filter(|k| !k.is_empty() && !k.contains('/'))
-        .unwrap_or(&context.default_app)
-        .to_string();
-    let (name, camera) = match super::requested_stream(requested, &app) {
+        .unwrap_or(&context.default_app);
+    let (name, camera) = match super::requested_stream(requested, app) {
         Ok(parsed) => parsed,
         Err(reason) => return Ok(bad_request(&reason)),
     };
+    // The connection belongs to the application of the one stream it plays.
+    let app = name.app.clone();
     let mut response = ws::handshake(&req)?;
     let address = req
         .peer_addr()

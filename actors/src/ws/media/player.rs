@@ -163,11 +163,7 @@ impl MediaPlayer {
     /// Asks the application for the play, then attaches to the stream.
     fn subscribe(&mut self, ctx: &mut Context<Self>) {
         let registry = self.context.registry.clone();
-        let (peer, address, control) = (
-            self.peer,
-            self.address.clone(),
-            ctx.address().recipient(),
-        );
+        let (peer, address, control) = (self.peer, self.address.clone(), ctx.address().recipient());
         let pass = self.pass.clone();
         let (requested, camera) = (self.name.clone(), self.camera.clone());
         async move {
