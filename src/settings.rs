@@ -477,8 +477,11 @@ impl AppSettings {
                 );
             }
         }
-        if self.hook_timeout_ms == 0 {
-            return invalid("hook_timeout_ms", "must be greater than 0".into());
+        if !(1..=60_000).contains(&self.hook_timeout_ms) {
+            return invalid("hook_timeout_ms", "must be within 1..=60000".into());
+        }
+        if self.notify_retries > 10 {
+            return invalid("notify_retries", "must be at most 10".into());
         }
         if !self.token_secret.is_empty() && self.token_secret.len() < 16 {
             return invalid(

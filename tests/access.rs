@@ -1248,15 +1248,7 @@ fn tokens_over_rtmp() {
             "bound to another application",
             format!(
                 "doc?token={}",
-                mint(&[
-                    "--stream",
-                    "doc",
-                    "--action",
-                    "play",
-                    "--app",
-                    "key1",
-                    "--bind-app",
-                ])
+                mint(&["--stream", "doc", "--action", "play", "--app", "key1",])
             ),
             "the token is for another application",
         ),

@@ -121,6 +121,9 @@ pub struct Publish {
     pub client: Option<Arc<ClientFacts>>,
     /// Played by one holder only (see [`Subscribe::holder`]).
     pub private: bool,
+    /// The holder the publish named (its token's or its backend's `client`); `None`: the first
+    /// player admitted.
+    pub holder: Option<String>,
 }
 
 pub struct PublishGrant {
@@ -215,6 +218,15 @@ pub struct EnsurePull {
     pub camera: CameraUrl,
     pub alias: Option<String>,
     pub on_demand: bool,
+}
+
+/// Players → Registry: the stream this camera's running pull publishes to, if it is pulled now
+/// (a REST-started pull publishes under its alias). Lets a play be decided on the stream it
+/// will join.
+#[derive(Message)]
+#[rtype(result = "Option<StreamName>")]
+pub struct PulledAs {
+    pub camera: CameraUrl,
 }
 
 pub struct PullHandle {

@@ -155,6 +155,17 @@ impl Handler<PlayTarget> for Registry {
     }
 }
 
+impl Handler<PulledAs> for Registry {
+    type Result = Option<StreamName>;
+
+    fn handle(&mut self, msg: PulledAs, _: &mut Context<Self>) -> Self::Result {
+        self.pulls
+            .get(msg.camera.key())
+            .filter(|e| e.pull.connected())
+            .map(|e| e.stream.clone())
+    }
+}
+
 impl Handler<EnsurePull> for Registry {
     type Result = Result<PullHandle, PullError>;
 

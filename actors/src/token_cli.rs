@@ -18,9 +18,11 @@ Prints a token that lets its holder publish or play one stream until it expires.
   --action ACTION   publish or play (required)
   --app KEY         the application (default: rtmp.default_app); its token_secret signs
   --ttl DURATION    how long the token is valid, e.g. 30s, 15m, 2h, 7d (default: 1h)
-  --client TAG      names the holder (a private stream admits one holder)
+  --client TAG      names the holder: on a play token, who plays; on a private publish
+                    token, the only one who may play it
   --private         on a publish token: the stream is played by one holder only
-  --bind-app        the token is valid in --app only (claim 'app')
+  --any-app         valid in every application signed by the same secret (without it the
+                    token names --app and is valid there only)
   --secret SECRET   sign with this secret instead of the application's
   --config FILE     settings file, as for the server (environment variables apply too)";
 
@@ -48,7 +50,7 @@ fn mint_from(args: Vec<String>) -> Result<Option<String>, String> {
         stream: String::new(),
         action: String::new(),
         app: String::new(),
-        bind_app: false,
+        bind_app: true,
         ttl_seconds: 3600,
         client: None,
         private: false,
@@ -69,7 +71,7 @@ fn mint_from(args: Vec<String>) -> Result<Option<String>, String> {
                     .as_secs()
             }
             "--private" => request.private = true,
-            "--bind-app" => request.bind_app = true,
+            "--any-app" => request.bind_app = false,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument '{other}'")),
         }

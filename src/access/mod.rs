@@ -100,9 +100,10 @@ pub fn hook_body(
     stream: Option<&StreamName>,
     extra: Map<String, Value>,
 ) -> Value {
+    // A later value wins, as in `ClientFacts::token`: a stream URL's over its connect URL's.
     let mut query = Map::new();
     for (key, value) in &client.query.0 {
-        query.entry(key.clone()).or_insert_with(|| json!(value));
+        query.insert(key.clone(), json!(value));
     }
     let mut body = json!({
         "event": event,
@@ -187,6 +188,15 @@ pub fn check_locally(
     Ok(Some(claims))
 }
 
+/// The holder a decision names: a token's `client` claim, else the backend's `client`. On a
+/// private publish it is the only one who may play; on a play, who plays.
+pub fn named_holder(claims: Option<&Claims>, verdict: &Verdict) -> Option<String> {
+    claims
+        .and_then(|c| c.client.as_deref())
+        .or(verdict.client.as_deref())
+        .map(|tag| format!("client:{tag}"))
+}
+
 /// Who a play was allowed to: a private stream is played by this holder only. A token's or
 /// the backend's client tag names a person across connections; otherwise one token (`given`
 /// with the play, else the connection's), or one session, is the holder.
@@ -196,11 +206,8 @@ pub fn holder(
     claims: Option<&Claims>,
     verdict: &Verdict,
 ) -> String {
-    if let Some(tag) = claims.and_then(|c| c.client.as_deref()) {
-        return format!("client:{tag}");
-    }
-    if let Some(tag) = verdict.client.as_deref() {
-        return format!("client:{tag}");
+    if let Some(named) = named_holder(claims, verdict) {
+        return named;
     }
     match (claims, client.token(given)) {
         (Some(_), Some(token)) => format!("token:{}", token.rsplit('.').next().unwrap_or(token)),
@@ -292,7 +299,7 @@ mod tests {
         assert_eq!(c.token(None), Some("stream-level"));
         assert_eq!(c.token(Some("given")), Some("given"));
         let body = hook_body("play", &c, Some(&StreamName::new("live", "s")), Map::new());
-        assert_eq!(body["query"]["token"], "connect-level");
+        assert_eq!(body["query"]["token"], "stream-level");
         assert_eq!(body["stream"], "s");
         assert_eq!(body["sessionId"], "rtmp-7");
         c.query = QueryParams::default();

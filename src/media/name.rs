@@ -57,6 +57,11 @@ impl QueryParams {
         self.0.is_empty()
     }
 
+    /// These pairs without `key` (e.g. a token, before the query is shown to anyone).
+    pub fn without(&self, key: &str) -> QueryParams {
+        QueryParams(self.0.iter().filter(|(k, _)| k != key).cloned().collect())
+    }
+
     /// Adds the pairs of `other` after these.
     pub fn extend(&mut self, other: QueryParams) {
         self.0.extend(other.0);

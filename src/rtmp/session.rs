@@ -93,6 +93,9 @@ pub struct ServerSession {
     encoder: ChunkEncoder,
     chunk_size: u32,
     connected: bool,
+    /// A connect came in (its answer may wait for the application's decision): commands that
+    /// follow it are decoded and queued by the owner, not refused.
+    connect_requested: bool,
     next_stream_id: u32,
     bytes_received: u64,
     last_ack_at: u64,
@@ -108,6 +111,7 @@ impl ServerSession {
             encoder: ChunkEncoder::default(),
             chunk_size,
             connected: false,
+            connect_requested: false,
             next_stream_id: 1,
             bytes_received: 0,
             last_ack_at: 0,
@@ -301,14 +305,15 @@ impl ServerSession {
             _ => None,
         };
 
-        if name != "connect" && !self.connected {
+        if name != "connect" && !self.connect_requested {
             return Err(SessionError::Protocol(format!("'{name}' before connect")));
         }
         match name.as_str() {
             "connect" => {
-                if self.connected {
+                if self.connect_requested {
                     return Err(SessionError::Protocol("second connect".into()));
                 }
+                self.connect_requested = true;
                 let props = match command_object {
                     Amf0Value::Object(props) => props,
                     _ => Default::default(),

@@ -1,7 +1,10 @@
-//! REST API under `/rest-api`, JSON in and out. Handlers only ask the registry and streams.
+//! REST API under `/rest-api`, JSON in and out. Handlers only ask the registry and streams (and
+//! the applications' secrets, to mint tokens).
 //!
-//! Invariants: every answer is JSON; a malformed body is a 400 with `{"error": ...}`, an unknown
-//! stream or path a 404 with the same shape; nothing a client sends can panic a handler.
+//! Invariants: with `rest.api_key` set, no request reaches a handler without it (401 instead),
+//! on the REST port and on the web port's listings alike; every answer is JSON; a malformed body
+//! is a 400 with `{"error": ...}`, an unknown stream or path a 404 with the same shape; nothing
+//! a client sends can panic a handler; a publisher's token never shows in a stream's `query`.
 
 use crate::access::Gate;
 use crate::messages::*;
@@ -64,9 +67,11 @@ async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let expected = req
-        .app_data::<web::Data<RestState>>()
-        .and_then(|state| state.api_key.clone());
+    // `configure` always registers the state; without it, refuse rather than let through.
+    let expected = match req.app_data::<web::Data<RestState>>() {
+        Some(state) => state.api_key.clone(),
+        None => Some(String::new()),
+    };
     let Some(expected) = expected else {
         return next.call(req).await.map(|r| r.map_into_left_body());
     };
@@ -75,14 +80,17 @@ async fn require_api_key(
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
+            .filter(|v| !v.is_empty())
     };
     let given = header("x-api-key").or_else(|| {
         header("authorization").and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            let (scheme, key) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
         })
     });
-    if given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
+    if given.is_some_and(|given| {
+        !expected.is_empty() && same_secret(given.as_bytes(), expected.as_bytes())
+    }) {
         return next.call(req).await.map(|r| r.map_into_left_body());
     }
     let peer = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -286,8 +294,9 @@ struct TokenBody {
     stream: String,
     action: String,
     app: Option<String>,
+    /// Valid in every application of the same secret (default: in `app` only).
     #[serde(default)]
-    bind_app: bool,
+    any_app: bool,
     ttl_seconds: Option<u64>,
     client: Option<String>,
     #[serde(default)]
@@ -295,7 +304,7 @@ struct TokenBody {
 }
 
 /// Mints a token with the application's secret: `{"stream", "action", "app"?, "ttl_seconds"?
-/// (3600), "client"?, "private"?, "bind_app"?}` → `{"token", "claims"}`.
+/// (3600), "client"?, "private"?, "any_app"?}` → `{"token", "claims"}`.
 async fn token_create(state: web::Data<RestState>, body: web::Bytes) -> HttpResponse {
     let request: TokenBody = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -305,7 +314,7 @@ async fn token_create(state: web::Data<RestState>, body: web::Bytes) -> HttpResp
     let request = TokenRequest {
         stream: request.stream,
         action: request.action,
-        bind_app: request.bind_app,
+        bind_app: !request.any_app,
         ttl_seconds: request.ttl_seconds.unwrap_or(3600),
         client: request.client,
         private: request.private,

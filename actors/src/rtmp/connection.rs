@@ -7,9 +7,9 @@
 //! detaches from its streams; peer input never panics, it closes this connection at worst.
 
 use super::writer::{Feed, PlayStart, Writer, WriterCommand, WriterLimits};
-use crate::access::Gate;
+use crate::access::{Attach, Gate, Pass};
 use crate::messages::*;
-use crate::registry::{publish_stream, subscribe_player, Registry};
+use crate::registry::Registry;
 use crate::stream::{MediaHub, Stream};
 use crate::vod::{self, VodPlayback, VodSeeked};
 use actix::prelude::*;
@@ -35,6 +35,8 @@ use tracing::{debug, info, warn};
 
 /// Events allowed to wait behind a pending decision before the peer is considered abusive.
 const MAX_PENDING_EVENTS: usize = 4096;
+/// Media bytes allowed to wait behind a pending decision (a backend may take seconds).
+const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 const WRITER_QUEUE: usize = 256;
 
 pub struct ConnectionSettings {
@@ -88,8 +90,16 @@ pub struct RtmpConnection {
     settings: Arc<ConnectionSettings>,
     session: ServerSession,
     writer: mpsc::Sender<WriterCommand>,
+    /// The application the connect named (its first path segment).
     app: Option<String>,
+    /// The rest of the connect's path (`rtmp://HOST/APP/SUB/NAME`: `SUB`), put before every
+    /// stream name so the application is always the first segment.
+    name_prefix: Option<String>,
     connect_query: QueryParams,
+    /// The application allowed the connect: its backend hears the disconnect.
+    admitted: bool,
+    /// Bytes of media waiting in `pending` behind a decision.
+    pending_bytes: usize,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     pending: VecDeque<SessionEvent>,
@@ -145,7 +155,10 @@ impl RtmpConnection {
                 settings,
                 writer: tx,
                 app: None,
+                name_prefix: None,
                 connect_query: QueryParams::default(),
+                admitted: false,
+                pending_bytes: 0,
                 publishing: None,
                 playing: None,
                 pending: VecDeque::new(),
@@ -184,8 +197,10 @@ impl RtmpConnection {
         self.send(out, ctx);
         match result {
             Ok(events) => {
+                self.pending_bytes += events.iter().map(media_bytes).sum::<usize>();
                 self.pending.extend(events);
-                if self.pending.len() > MAX_PENDING_EVENTS {
+                if self.pending.len() > MAX_PENDING_EVENTS || self.pending_bytes > MAX_PENDING_BYTES
+                {
                     self.close(ctx, "too many messages while a decision is pending");
                     return;
                 }
@@ -208,6 +223,7 @@ impl RtmpConnection {
             let Some(event) = self.pending.pop_front() else {
                 return;
             };
+            self.pending_bytes = self.pending_bytes.saturating_sub(media_bytes(&event));
             self.on_event(event, ctx);
         }
     }
@@ -221,13 +237,29 @@ impl RtmpConnection {
                 transaction_id,
             } => {
                 // An `appKey` parameter names the application when the path cannot.
-                let app = match query.get("appKey").filter(|k| !k.is_empty()) {
+                let path = match query.get("appKey").filter(|k| !k.is_empty()) {
                     Some(key) => key.to_string(),
                     None if app.is_empty() => self.settings.rtmp.default_app.clone(),
                     None => app,
                 };
-                info!(peer = %self.address, id = %self.peer, app = %app, tc_url = tc_url.as_deref().unwrap_or(""), "RTMP connect");
+                let (app, prefix) = match path.trim_matches('/').split_once('/') {
+                    Some((app, rest)) => (app.to_string(), Some(rest.to_string())),
+                    None => (path.trim_matches('/').to_string(), None),
+                };
+                // The connect URL's query may hold a token: not for the log.
+                let tc_url = tc_url.as_deref().unwrap_or("");
+                let tc_url = tc_url.split('?').next().unwrap_or(tc_url);
+                info!(peer = %self.address, id = %self.peer, app = %app, tc_url, "RTMP connect");
+                if query.get("appKey").is_some_and(|k| k.contains('/')) {
+                    self.app = Some(app);
+                    return self.reject_connect(
+                        transaction_id,
+                        "'appKey' is one application name, without '/'",
+                        ctx,
+                    );
+                }
                 self.app = Some(app);
+                self.name_prefix = prefix.filter(|p| !p.is_empty());
                 self.connect_query = query;
                 self.request_connect(transaction_id, ctx);
             }
@@ -308,7 +340,37 @@ impl RtmpConnection {
 
     fn stream_name(&self, name: &str) -> Option<StreamName> {
         let app = self.app.clone()?;
-        Some(StreamName::new(app, name))
+        Some(match &self.name_prefix {
+            Some(prefix) => StreamName::new(app, format!("{prefix}/{name}")),
+            None => StreamName::new(app, name),
+        })
+    }
+
+    /// The gate pass of a publish or play whose stream URL had `query`.
+    fn pass(&self, query: QueryParams) -> Pass {
+        Pass {
+            gate: Arc::clone(&self.settings.gate),
+            client: Arc::new(self.client(query)),
+            token: None,
+        }
+    }
+
+    fn attach(&self) -> Attach {
+        Attach {
+            peer: self.peer,
+            protocol: Protocol::Rtmp,
+            address: self.address.to_string(),
+        }
+    }
+
+    /// Answers the connect with `NetConnection.Connect.Rejected` and closes.
+    fn reject_connect(&mut self, transaction_id: f64, reason: &str, ctx: &mut Context<Self>) {
+        let mut out = OutQueue::new();
+        let _ = self
+            .session
+            .reject_connect(&mut out, transaction_id, reason);
+        self.send(out, ctx);
+        self.close(ctx, "connect refused");
     }
 
     /// The client as the application's gate sees it; `query` (a stream URL's) follows the
@@ -340,22 +402,17 @@ impl RtmpConnection {
                 let mut out = OutQueue::new();
                 match decision {
                     Ok(()) => match conn.session.accept_connect(&mut out, transaction_id) {
-                        Ok(()) => conn.send(out, ctx),
+                        Ok(()) => {
+                            conn.admitted = true;
+                            conn.send(out, ctx);
+                        }
                         Err(e) => {
                             warn!(peer = %conn.address, "cannot answer connect: {e}");
                             conn.close(ctx, "connect failed");
                         }
                     },
-                    Err(reason) => {
-                        let _ = conn
-                            .session
-                            .reject_connect(&mut out, transaction_id, &reason);
-                        conn.send(out, ctx);
-                        // Nothing else of this client is answered.
-                        conn.app = None;
-                        conn.close(ctx, "connect refused by the application");
-                        return;
-                    }
+                    // Nothing else of this client is answered.
+                    Err(reason) => return conn.reject_connect(transaction_id, &reason, ctx),
                 }
                 conn.run_pending(ctx);
             })
@@ -407,28 +464,16 @@ impl RtmpConnection {
             );
             return;
         }
-        let client = Arc::new(self.client(query));
+        // Only the stream URL's own query may ask for privacy, not the connect's.
+        let asks_private = matches!(query.get("private"), Some("true" | "1" | "yes"));
+        let pass = self.pass(query);
         self.deciding = true;
-        let registry = self.registry.clone();
-        let gate = Arc::clone(&self.settings.gate);
-        let (peer, address) = (self.peer, self.address.to_string());
+        let (registry, who) = (self.registry.clone(), self.attach());
         let control = ctx.address().recipient();
         let key = stream_name.clone();
         let fut = async move {
-            let admission = gate
-                .publish(&client, &key, None)
+            pass.publish(registry, key, who, control, asks_private)
                 .await
-                .map_err(StreamError::Denied)?;
-            let request = Publish {
-                peer,
-                protocol: Protocol::Rtmp,
-                address,
-                query: client.query.clone(),
-                control,
-                private: admission.private || asks_private(&client.query),
-                client: Some(Arc::clone(&client)),
-            };
-            publish_stream(registry, key, request).await
         };
         fut.into_actor(self)
             .map(move |result, conn, ctx| {
@@ -494,9 +539,9 @@ impl RtmpConnection {
             );
             return;
         }
-        let client = Arc::new(self.client(query));
+        let pass = self.pass(query);
         if let Some(file) = self.file_name(&requested) {
-            return self.request_file(stream_id, file, client, ctx);
+            return self.request_file(stream_id, file, pass, ctx);
         }
         let camera = if is_camera_url(&name) {
             match CameraUrl::parse(&name) {
@@ -516,25 +561,14 @@ impl RtmpConnection {
             None
         };
         self.deciding = true;
-        let registry = self.registry.clone();
-        let me = ctx.address();
-        let (peer, address) = (self.peer, self.address.to_string());
-        let gate = Arc::clone(&self.settings.gate);
-        let player = Arc::clone(&client);
+        let (registry, who) = (self.registry.clone(), self.attach());
+        let control = ctx.address().recipient();
+        let client = Arc::clone(&pass.client);
         let fut = async move {
-            let admission = match gate.play(&player, &requested, None).await {
-                Ok(admission) => admission,
-                Err(reason) => return (Err(StreamError::Denied(reason)), requested),
-            };
-            let request = Subscribe {
-                peer,
-                protocol: Protocol::Rtmp,
-                address,
-                control: me.recipient(),
-                client: player,
-                holder: admission.holder,
-            };
-            match subscribe_player(&registry, requested.clone(), camera, request).await {
+            match pass
+                .play(&registry, requested.clone(), camera, who, control)
+                .await
+            {
                 Ok((subscription, stream, key)) => (Ok((subscription, stream)), key),
                 Err(e) => (Err(e), requested),
             }
@@ -622,15 +656,15 @@ impl RtmpConnection {
         &mut self,
         stream_id: u32,
         name: StreamName,
-        client: Arc<ClientFacts>,
+        pass: Pass,
         ctx: &mut Context<Self>,
     ) {
         self.deciding = true;
         let root = PathBuf::from(&self.settings.vod.root);
-        let gate = Arc::clone(&self.settings.gate);
-        let (player, file_name) = (Arc::clone(&client), name.clone());
+        let client = Arc::clone(&pass.client);
+        let file_name = name.clone();
         async move {
-            if let Err(reason) = gate.play(&player, &file_name, None).await {
+            if let Err(reason) = pass.play_file(&file_name).await {
                 return Err(FileRefusal::Denied(reason));
             }
             vod::open(root, file_name.name.clone())
@@ -801,7 +835,7 @@ impl Actor for RtmpConnection {
         if let Some(p) = self.playing.take() {
             p.leave(self.peer, &self.settings.gate);
         }
-        if self.app.is_some() {
+        if self.admitted {
             let client = self.client(QueryParams::default());
             self.settings
                 .gate
@@ -935,7 +969,10 @@ impl Handler<PlayerCommand> for RtmpConnection {
     }
 }
 
-/// A publisher may make its own stream private (`?private=true` on its URL).
-fn asks_private(query: &QueryParams) -> bool {
-    matches!(query.get("private"), Some("true" | "1" | "yes"))
+/// Media bytes an event holds (what a pending decision makes the connection keep).
+fn media_bytes(event: &SessionEvent) -> usize {
+    match event {
+        SessionEvent::Video { body, .. } | SessionEvent::Audio { body, .. } => body.len(),
+        _ => 0,
+    }
 }

@@ -275,6 +275,7 @@ impl Actor for RtspPull {
             control: ctx.address().recipient(),
             client: None,
             private: false,
+            holder: None,
         };
         publish_stream(registry, name, request)
             .into_actor(self)

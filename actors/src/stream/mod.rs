@@ -57,10 +57,13 @@ struct PlayerEntry {
     control: Recipient<PlayerCommand>,
     client: Arc<ClientFacts>,
     holder: String,
+    /// Order of attachment: a stream made private keeps the holder attached first.
+    attached: u64,
 }
 
-/// Who may play a private stream: its first admitted holder, for the stream's lifetime (a
-/// holder that leaves may come back; nobody else may take its place).
+/// Who may play a private stream: the holder its publish named, else its first admitted holder,
+/// for the stream's lifetime (a holder that leaves may come back; nobody else may take its
+/// place).
 #[derive(Default)]
 struct Privacy {
     private: bool,
@@ -79,6 +82,8 @@ pub struct Stream {
     /// Publish epochs so far; a grace timer only fires for the epoch that started it.
     publish_count: u64,
     players: HashMap<PeerId, PlayerEntry>,
+    /// Players attached so far (numbers `PlayerEntry::attached`).
+    attach_count: u64,
     started_at: SystemTime,
     retiring: bool,
     bitrate_in_kbps: u64,
@@ -115,6 +120,7 @@ impl Stream {
             privacy: Privacy::default(),
             publish_count: 0,
             players: HashMap::new(),
+            attach_count: 0,
             started_at: SystemTime::now(),
             retiring: false,
             bitrate_in_kbps: 0,
@@ -239,18 +245,21 @@ impl Stream {
         }
     }
 
-    /// A publish made the stream private: players already attached (waiting for it, or left
-    /// from an earlier publish) keep it only if they are its holder, the first of them if it
-    /// has none yet.
-    fn make_private(&mut self) {
+    /// A publish made the stream private: the holder it names takes it; players already
+    /// attached (waiting for it, or left from an earlier publish) keep it only if they are its
+    /// holder, the first attached of them if it has none yet.
+    fn make_private(&mut self, named: Option<String>) {
         self.privacy.private = true;
-        let mut players: Vec<(PeerId, String)> = self
+        if named.is_some() {
+            self.privacy.holder = named;
+        }
+        let mut players: Vec<(u64, PeerId, String)> = self
             .players
             .iter()
-            .map(|(peer, p)| (*peer, p.holder.clone()))
+            .map(|(peer, p)| (p.attached, *peer, p.holder.clone()))
             .collect();
         players.sort();
-        for (peer, holder) in players {
+        for (_, peer, holder) in players {
             if !self.admits(&holder) {
                 self.stop_player(peer, "NetStream.Play.Failed", PRIVATE_REFUSAL);
             }
@@ -406,7 +415,7 @@ impl Handler<Publish> for Stream {
             client: msg.client,
         });
         if msg.private {
-            self.make_private();
+            self.make_private(msg.holder);
         } else {
             self.privacy = Privacy::default();
         }
@@ -476,8 +485,10 @@ impl Handler<Subscribe> for Stream {
                 control: msg.control,
                 client: msg.client,
                 holder: msg.holder,
+                attached: self.attach_count,
             },
         );
+        self.attach_count += 1;
         Ok(Subscription {
             snapshot,
             receiver,
@@ -548,7 +559,12 @@ impl Handler<ToPublisher> for Stream {
     type Result = bool;
 
     fn handle(&mut self, msg: ToPublisher, _: &mut Context<Self>) -> bool {
-        let Some(publisher) = &self.publisher else {
+        // Only a WebRTC publisher has a client that reads messages.
+        let Some(publisher) = self
+            .publisher
+            .as_ref()
+            .filter(|p| p.protocol == Protocol::Webrtc)
+        else {
             return false;
         };
         debug!(stream = %self.name, publisher = %publisher.address, from = %msg.from, "viewer message to the publisher");

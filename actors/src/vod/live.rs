@@ -85,6 +85,7 @@ impl Actor for FileLoop {
             control: ctx.address().recipient(),
             client: None,
             private: false,
+            holder: None,
         };
         let (registry, name) = (self.registry.clone(), self.name.clone());
         publish_stream(registry, name, request)

@@ -1,5 +1,6 @@
-//! One browser publishing its camera and microphone over WebRTC: takes the stream name in the
-//! registry, answers the browser's offer (H.264 and Opus), and turns the received RTP into the
+//! One browser publishing its camera and microphone over WebRTC: once the application allows the
+//! publish, takes the stream name in the registry (private if asked), passes viewers' messages
+//! to its client, answers the browser's offer (H.264 and Opus), and turns the received RTP into the
 //! stream's frames: H.264 access units with a decoder configuration built from the in-band
 //! SPS/PPS (H.264 is chosen whenever offered, so RTMP players can watch), or VP8 frames that
 //! keep the packets they came in, and Opus packets as they are.
@@ -13,9 +14,9 @@
 
 use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
 use super::{PeerGuard, WebrtcContext};
-use crate::access::Pass;
+use crate::access::{Attach, Pass};
 use crate::messages::*;
-use crate::registry::{publish_stream, Registry};
+use crate::registry::Registry;
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -506,26 +507,17 @@ impl Actor for WebrtcPublisher {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.status(StreamStatus::Pending, None);
-        let (peer, address, control) = (
-            self.peer,
-            self.spec.address.clone(),
-            ctx.address().recipient(),
-        );
+        let who = Attach {
+            peer: self.peer,
+            protocol: Protocol::Webrtc,
+            address: self.spec.address.clone(),
+        };
         let (pass, asks_private) = (self.spec.pass.clone(), self.spec.private);
-        let registry = self.spec.registry.clone();
-        let name = self.spec.name.clone();
+        let (registry, name) = (self.spec.registry.clone(), self.spec.name.clone());
+        let control = ctx.address().recipient();
         async move {
-            let admission = pass.publish(&name).await.map_err(StreamError::Denied)?;
-            let request = Publish {
-                peer,
-                protocol: Protocol::Webrtc,
-                address,
-                query: pass.client.query.clone(),
-                control,
-                client: Some(pass.client),
-                private: admission.private || asks_private,
-            };
-            publish_stream(registry, name, request).await
+            pass.publish(registry, name, who, control, asks_private)
+                .await
         }
         .into_actor(self)
         .map(|result, publisher, ctx| match result {

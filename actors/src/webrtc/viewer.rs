@@ -1,17 +1,18 @@
-//! One browser playing one stream over WebRTC: attaches to the stream (pulling the camera if the
-//! name is a camera URL), waits for media, negotiates (answering the browser's offer, or
+//! One browser playing one stream over WebRTC: once the application allows the play, attaches
+//! to the stream (pulling the camera if the name is a camera URL), waits for media, negotiates (answering the browser's offer, or
 //! offering), trickles ICE both ways, then runs its media pump once the connection is up.
 //!
 //! Invariants: the client hears every status change of this stream and exactly one final one
 //! (`STOPPED` or `FAILED` with a reason); stopping for any reason closes the peer connection,
 //! aborts the pump, frees the UDP port and detaches from the stream (which also ends its need
-//! for transcoded audio); webrtc-rs callbacks only forward events to this actor.
+//! for transcoded audio); webrtc-rs callbacks only forward events to this actor; the client's
+//! `send` messages reach the stream's publisher, or the client hears why not.
 
 use super::pump::{self, PumpEvent, PumpSpec, TrackOut};
 use super::{PeerGuard, WebrtcContext};
-use crate::access::Pass;
+use crate::access::{Attach, Pass};
 use crate::messages::*;
-use crate::registry::{subscribe_player, Registry};
+use crate::registry::Registry;
 use crate::stream::{MediaHub, Stream};
 use actix::prelude::*;
 use mediarouter_core::camera::CameraUrl;
@@ -756,19 +757,14 @@ impl Actor for WebrtcViewer {
         let registry = self.registry.clone();
         let camera = self.camera.clone();
         let requested = self.name.clone();
-        let (peer, address, control) = (self.peer, self.address.clone(), ctx.address().recipient());
-        let pass = self.pass.clone();
+        let who = Attach {
+            peer: self.peer,
+            protocol: Protocol::Webrtc,
+            address: self.address.clone(),
+        };
+        let (pass, control) = (self.pass.clone(), ctx.address().recipient());
         async move {
-            let admission = pass.play(&requested).await?;
-            let request = Subscribe {
-                peer,
-                protocol: Protocol::Webrtc,
-                address,
-                control,
-                client: pass.client,
-                holder: admission.holder,
-            };
-            subscribe_player(&registry, requested, camera, request)
+            pass.play(&registry, requested, camera, who, control)
                 .await
                 .map_err(|e| match e {
                     StreamError::Denied(reason) => reason,

@@ -1,11 +1,15 @@
 //! One signalling session: a WebSocket speaking the JSON protocol of `web/sdk/PROTOCOL.md`.
-//! It parses client messages, starts a [`WebrtcViewer`] per played stream, relays SDP and ICE
-//! between client and viewers, and forwards the viewers' statuses.
+//! It asks the application whether the client may connect, parses client messages, starts a
+//! [`WebrtcViewer`] or [`WebrtcPublisher`] per stream (each asks the application for its own
+//! play or publish), relays SDP and ICE between client and them, passes a viewer's `send` to its
+//! stream's publisher, and forwards their statuses.
 //!
-//! Invariants: a bad message gets an `error` message and changes nothing else; the session holds
-//! at most `webrtc.max_streams_per_session` streams; a session silent for
-//! `webrtc.keepalive_timeout_ms` (no message, no pong) is closed; closing the session, for any
-//! reason, stops every viewer it started.
+//! Invariants: nothing but `connect` and `ping` is served before the application allowed the
+//! connect (the session waits for that decision, and a refusal closes it); a bad message gets
+//! an `error` message and changes nothing else; the session holds at most
+//! `webrtc.max_streams_per_session` streams and passes at most `SENDS_PER_SECOND` messages;
+//! a session silent for `webrtc.keepalive_timeout_ms` (no message, no pong) is closed; closing
+//! the session, for any reason, stops every viewer it started and tells the backend.
 
 use crate::access::{Gate, Pass};
 use crate::messages::{FindStream, GetStreamInfo, StreamInfo};
@@ -27,6 +31,9 @@ use tracing::{debug, info};
 
 /// Largest `send` payload (serialised): messages to a publisher are requests, not media.
 const MAX_SEND_BYTES: usize = 8192;
+/// `send` messages a session may pass on: this many per second, in bursts of `SEND_BURST`.
+const SENDS_PER_SECOND: f64 = 10.0;
+const SEND_BURST: f64 = 20.0;
 
 /// What every session needs from the server.
 pub struct SessionContext {
@@ -46,8 +53,9 @@ pub struct WsSession {
     app: Option<String>,
     /// The client as the application's gate sees it (set with `app`).
     client: Option<Arc<ClientFacts>>,
-    /// A `connect` is being decided.
-    connecting: bool,
+    /// `send` messages this session may still pass on now (refilled over time).
+    send_budget: f64,
+    send_budget_at: Instant,
     /// Viewers and publishers of this session, by the client's stream id.
     streams: HashMap<String, Recipient<ViewerSignal>>,
     last_heard: Instant,
@@ -63,7 +71,8 @@ impl WsSession {
             query,
             app: None,
             client: None,
-            connecting: false,
+            send_budget: SEND_BURST,
+            send_budget_at: Instant::now(),
             streams: HashMap::new(),
             last_heard: Instant::now(),
             closing: false,
@@ -159,6 +168,16 @@ impl WsSession {
                         ctx,
                     );
                 }
+                if !self.take_send_budget() {
+                    return self.error(
+                        ProtocolError::new(
+                            "too_many_messages",
+                            format!("at most {SENDS_PER_SECOND} 'send' per second"),
+                            Some(stream_id),
+                        ),
+                        ctx,
+                    );
+                }
                 let from = self.id.clone();
                 self.signal(&stream_id, ViewerSignal::Send { from, data }, ctx)
             }
@@ -176,7 +195,7 @@ impl WsSession {
         custom: Option<serde_json::Value>,
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
-        if self.app.is_some() || self.connecting {
+        if self.app.is_some() {
             return self.error(
                 ProtocolError::new("bad_request", "already connected", Some("connect".into())),
                 ctx,
@@ -205,13 +224,13 @@ impl WsSession {
             custom,
             token,
         });
-        self.connecting = true;
         let gate = Arc::clone(&self.context.gate);
         let asking = Arc::clone(&client);
         async move { gate.connect(&asking).await }
             .into_actor(self)
             .map(move |decision, session, ctx| {
-                session.connecting = false;
+                // The session waited for the backend, not for the client.
+                session.last_heard = Instant::now();
                 if let Err(reason) = decision {
                     return session.close(SessionStatus::Failed, &reason, ctx);
                 }
@@ -354,7 +373,22 @@ impl WsSession {
         self.streams.insert(stream_id, viewer.recipient());
     }
 
+    /// Whether one more `send` fits the session's budget (and takes it).
+    fn take_send_budget(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.send_budget_at).as_secs_f64() * SENDS_PER_SECOND;
+        self.send_budget = (self.send_budget + refill).min(SEND_BURST);
+        self.send_budget_at = now;
+        if self.send_budget < 1.0 {
+            return false;
+        }
+        self.send_budget -= 1.0;
+        true
+    }
+
     /// Answers with what the stream is now; the name in the answer is the one asked about.
+    /// Only streams of applications anyone may play, and not private ones, are described:
+    /// others are `NOT_FOUND`, as if absent, without a decision.
     fn on_describe(&mut self, requested: String, ctx: &mut ws::WebsocketContext<Self>) {
         let app = self.app.as_deref().unwrap_or_default();
         let name = match super::requested_stream(&requested, app) {
@@ -367,9 +401,17 @@ impl WsSession {
             }
         };
         let registry = self.context.registry.clone();
+        let open = self.context.gate.open_for_play(&name.app);
         async move {
+            if !open {
+                return None;
+            }
             let stream = registry.send(FindStream { name }).await.ok().flatten()?;
-            stream.send(GetStreamInfo).await.ok()
+            stream
+                .send(GetStreamInfo)
+                .await
+                .ok()
+                .filter(|info| !info.private)
         }
         .into_actor(self)
         .map(move |info, session, ctx| session.send(&describe(requested, info), ctx))

@@ -83,9 +83,12 @@ pub async fn play(
             "query parameter 'name' is missing: /ws/play?name=live/test",
         ));
     }
+    if query.get("appKey").is_some_and(|k| k.contains('/')) {
+        return Ok(bad_request("'appKey' is one application name, without '/'"));
+    }
     let app = query
         .get("appKey")
-        .filter(|k| !k.is_empty() && !k.contains('/'))
+        .filter(|k| !k.is_empty())
         .unwrap_or(&context.default_app);
     let (name, camera) = match super::requested_stream(requested, app) {
         Ok(parsed) => parsed,

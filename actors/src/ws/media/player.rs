@@ -11,9 +11,8 @@
 
 use super::body::{BodyCommand, PlayFeed, Progress};
 use super::{status_json, MediaContext};
-use crate::access::Pass;
+use crate::access::{Attach, Pass};
 use crate::messages::*;
-use crate::registry::subscribe_player;
 use crate::stream::Stream;
 use actix::prelude::*;
 use actix_web_actors::ws::{Frame, ProtocolError};
@@ -162,36 +161,34 @@ impl MediaPlayer {
 impl MediaPlayer {
     /// Asks the application for the play, then attaches to the stream.
     fn subscribe(&mut self, ctx: &mut Context<Self>) {
-        let registry = self.context.registry.clone();
-        let (peer, address, control) = (self.peer, self.address.clone(), ctx.address().recipient());
-        let pass = self.pass.clone();
-        let (requested, camera) = (self.name.clone(), self.camera.clone());
-        async move {
-            let admission = pass.play(&requested).await.map_err(StreamError::Denied)?;
-            let request = Subscribe {
-                peer,
-                protocol: Protocol::Websocket,
-                address,
-                control,
-                client: pass.client,
-                holder: admission.holder,
-            };
-            subscribe_player(&registry, requested, camera, request).await
+        if self.finished {
+            return;
         }
-        .into_actor(self)
-        .map(|result, player, ctx| match result {
-            Ok((subscription, stream, key)) if !player.finished => {
-                player.on_subscribed(subscription, stream, key)
-            }
-            Ok((_, stream, _)) => stream.do_send(Unsubscribe { peer: player.peer }),
-            Err(StreamError::Denied(reason)) => player.finish(StreamStatus::Failed, reason, ctx),
-            Err(e) => player.finish(
-                StreamStatus::Failed,
-                format!("stream unavailable: {e}"),
-                ctx,
-            ),
-        })
-        .spawn(ctx);
+        let registry = self.context.registry.clone();
+        let who = Attach {
+            peer: self.peer,
+            protocol: Protocol::Websocket,
+            address: self.address.clone(),
+        };
+        let (pass, control) = (self.pass.clone(), ctx.address().recipient());
+        let (requested, camera) = (self.name.clone(), self.camera.clone());
+        async move { pass.play(&registry, requested, camera, who, control).await }
+            .into_actor(self)
+            .map(|result, player, ctx| match result {
+                Ok((subscription, stream, key)) if !player.finished => {
+                    player.on_subscribed(subscription, stream, key)
+                }
+                Ok((_, stream, _)) => stream.do_send(Unsubscribe { peer: player.peer }),
+                Err(StreamError::Denied(reason)) => {
+                    player.finish(StreamStatus::Failed, reason, ctx)
+                }
+                Err(e) => player.finish(
+                    StreamStatus::Failed,
+                    format!("stream unavailable: {e}"),
+                    ctx,
+                ),
+            })
+            .spawn(ctx);
     }
 }
 
