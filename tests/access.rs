@@ -287,11 +287,9 @@ struct ConnectAnswer {
     closed: bool,
 }
 
-/// Handshake, then `connect` with this `app` property (which may carry a query string).
-fn rtmp_connect_raw(port: u16, app: &str) -> ConnectAnswer {
-    let (mut socket, mut input) = rtmp_handshake(port, secs(5)).expect("RTMP handshake");
-    let mut ser = ChunkSerializer::new();
-    let mut de = ChunkDeserializer::new();
+/// The `connect` command (transaction 1) with this `app` property (which may carry a query
+/// string) and the matching tcUrl.
+fn connect_command(port: u16, app: &str) -> RtmpMessage {
     let props: HashMap<String, Amf0Value> = [
         ("app", Amf0Value::Utf8String(app.into())),
         (
@@ -303,12 +301,20 @@ fn rtmp_connect_raw(port: u16, app: &str) -> ConnectAnswer {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let connect = RtmpMessage::Amf0Command {
+    RtmpMessage::Amf0Command {
         command_name: "connect".into(),
         transaction_id: 1.0,
         command_object: Amf0Value::Object(props),
         additional_arguments: vec![],
-    };
+    }
+}
+
+/// Handshake, then `connect` with this `app` property (which may carry a query string).
+fn rtmp_connect_raw(port: u16, app: &str) -> ConnectAnswer {
+    let (mut socket, mut input) = rtmp_handshake(port, secs(5)).expect("RTMP handshake");
+    let mut ser = ChunkSerializer::new();
+    let mut de = ChunkDeserializer::new();
+    let connect = connect_command(port, app);
     let payload = connect
         .into_message_payload(RtmpTimestamp::new(0), 0)
         .expect("connect payload");
@@ -1685,4 +1691,748 @@ fn a_disabled_application_rejects_its_clients() {
     assert_ws_refused(&server, "name=closed/x", reason);
     assert_ws_refused(&server, "name=x&appKey=closed", reason);
     assert_ws_plays(&server, "name=live/x");
+}
+
+// ------------------------------------------------------------------------------------------------
+// 9. The access review's mends (commit 770abc5)
+// ------------------------------------------------------------------------------------------------
+
+/// Polls REST `find` of `app`/`name` (20 s) until it is publishing with its video known;
+/// returns the stream object.
+fn wait_published_in(server: &Server, app: &str, name: &str, publisher: &mut Proc) -> Value {
+    let body = json!({"app": app, "name": name}).to_string();
+    let deadline = Instant::now() + secs(20);
+    loop {
+        let (status, v) = server.rest("stream/find", &body);
+        if status == 200 && v["status"] == "PUBLISHING" && v["video"]["width"].is_u64() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{app}/{name} not publishing within 20 s: {status} {v}\n{}",
+            publisher.stderr()
+        );
+        std::thread::sleep(ms(250));
+    }
+}
+
+/// The `publisher.query` of every stream REST lists, by `app/name`.
+fn publisher_queries(server: &Server) -> HashMap<String, Value> {
+    let (status, all) = server.rest("stream/find_all", "{}");
+    assert_eq!(status, 200, "{all}");
+    all.as_array()
+        .unwrap_or_else(|| panic!("find_all is not a list: {all}"))
+        .iter()
+        .map(|s| {
+            (
+                format!(
+                    "{}/{}",
+                    s["app"].as_str().unwrap(),
+                    s["name"].as_str().unwrap()
+                ),
+                s["publisher"]["query"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// What a raw RTMP client saw after writing `connect`, `createStream` and `play` in one go.
+#[derive(Debug, Default)]
+struct Pipelined {
+    /// The connect's answer: `_result` or `_error`, its code, and when it came (from the send).
+    connect: Option<(String, String, Duration)>,
+    /// `createStream` was answered with `_result`.
+    stream_created: bool,
+    /// Every `onStatus` (code, description), in order.
+    statuses: Vec<(String, String)>,
+    video: usize,
+    audio: usize,
+    /// The server closed the connection.
+    closed: bool,
+}
+
+impl Pipelined {
+    fn has_status(&self, code: &str) -> bool {
+        self.statuses.iter().any(|(c, _)| c == code)
+    }
+}
+
+/// Handshake, then `connect` (this `app` property), `createStream` and `play(name)` on message
+/// stream 1 written back to back, without waiting for any answer (as a hurried client does);
+/// then reads until `videos` video messages came, the server closed, or 15 s passed.
+fn rtmp_play_pipelined(port: u16, app: &str, name: &str, videos: usize) -> Pipelined {
+    let (mut socket, mut input) = rtmp_handshake(port, secs(5)).expect("RTMP handshake");
+    let mut ser = ChunkSerializer::new();
+    let mut de = ChunkDeserializer::new();
+    let command = |name: &str, tid: f64, args: Vec<Amf0Value>| RtmpMessage::Amf0Command {
+        command_name: name.into(),
+        transaction_id: tid,
+        command_object: Amf0Value::Null,
+        additional_arguments: args,
+    };
+    let messages = [
+        (connect_command(port, app), 0),
+        (command("createStream", 2.0, vec![]), 0),
+        (
+            command(
+                "play",
+                0.0,
+                vec![Amf0Value::Utf8String(name.into()), Amf0Value::Number(-2.0)],
+            ),
+            1,
+        ),
+    ];
+    let mut bytes = Vec::new();
+    for (message, stream_id) in messages {
+        let payload = message
+            .into_message_payload(RtmpTimestamp::new(0), stream_id)
+            .expect("command payload");
+        let packet = ser
+            .serialize(&payload, false, false)
+            .expect("command chunk");
+        bytes.extend_from_slice(&packet.bytes);
+    }
+    let sent = Instant::now();
+    socket.write_all(&bytes).expect("send the commands");
+    socket.set_read_timeout(Some(ms(100))).ok();
+    let mut seen = Pipelined::default();
+    let mut buf = vec![0u8; 65536];
+    while seen.video < videos && sent.elapsed() < secs(15) {
+        let mut chunk: &[u8] = &input;
+        while let Some(p) = de.get_next_message(chunk).expect("server RTMP chunks") {
+            chunk = &[];
+            match p.to_rtmp_message() {
+                Ok(RtmpMessage::SetChunkSize { size }) => {
+                    de.set_max_chunk_size(size as usize).expect("chunk size");
+                }
+                Ok(RtmpMessage::Amf0Command {
+                    command_name,
+                    transaction_id,
+                    mut additional_arguments,
+                    ..
+                }) => {
+                    let info = additional_arguments.pop().unwrap_or(Amf0Value::Null);
+                    let text = |key| prop_str(&info, key).unwrap_or_default();
+                    if command_name == "onStatus" {
+                        seen.statuses.push((text("code"), text("description")));
+                    } else if transaction_id == 1.0 && seen.connect.is_none() {
+                        seen.connect = Some((command_name, text("code"), sent.elapsed()));
+                    } else if transaction_id == 2.0 && command_name == "_result" {
+                        seen.stream_created = true;
+                    }
+                }
+                Ok(RtmpMessage::VideoData { .. }) => seen.video += 1,
+                Ok(RtmpMessage::AudioData { .. }) => seen.audio += 1,
+                _ => {}
+            }
+        }
+        input.clear();
+        match socket.read(&mut buf) {
+            Ok(0) => {
+                seen.closed = true;
+                break;
+            }
+            Ok(n) => input.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => {
+                seen.closed = true;
+                break;
+            }
+        }
+    }
+    seen
+}
+
+/// Fix: a publisher's token never shows. Whether it came on the stream URL
+/// (`live/x?token=T&room=7`) or on the connect URL (ffmpeg `-rtmp_app 'live?token=T&org=9'`,
+/// which puts it in the connect's tcUrl too), REST `find_all` and `find` show the publisher's
+/// other parameters but no `token`, and the server log holds no part of the token.
+#[test]
+fn a_publish_token_shows_neither_in_rest_nor_in_the_log() {
+    let server = start(&[("app.token_secret", SECRET.into())]);
+    let on_stream = token_for("x", "publish");
+    let on_connect = token_for("y", "publish");
+    let mut x = publish_ffmpeg(
+        &format!("{}?token={on_stream}&room=7", server.url("x")),
+        40,
+        &[],
+    );
+    let connect_app = format!("live?token={on_connect}&org=9");
+    let mut y = publish_ffmpeg(
+        &format!("{}?room=8", server.url("y")),
+        40,
+        &["-rtmp_app", &connect_app],
+    );
+    wait_published(&server, "x", &mut x);
+    wait_published(&server, "y", &mut y);
+
+    let queries = publisher_queries(&server);
+    assert_eq!(queries["live/x"], json!({"room": "7"}), "{queries:?}");
+    assert_eq!(
+        queries["live/y"],
+        json!({"org": "9", "room": "8"}),
+        "{queries:?}"
+    );
+    for name in ["x", "y"] {
+        let v = server.find_stream(name).expect("find");
+        let query = &v["publisher"]["query"];
+        assert!(
+            query.is_object() && query.get("token").is_none(),
+            "find {name} shows a token: {v}"
+        );
+    }
+
+    let log = server.log();
+    assert!(
+        log.contains("RTMP connect") && log.contains("RTMP publish started"),
+        "the log should record the connects and publishes: {}",
+        tail(&log, 20)
+    );
+    for (what, token) in [("stream URL", &on_stream), ("connect URL", &on_connect)] {
+        let signature = token.rsplit('.').next().unwrap();
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(signature)).collect();
+        assert!(
+            leaks.is_empty(),
+            "the log shows the {what}'s token: {leaks:#?}"
+        );
+    }
+}
+
+/// Fix: a play of another application's stream needs that application's connect. A signalling
+/// session connected to the open `live` (`appKey: live`, its backend-less connect allowed) that
+/// plays `key1/x` makes key1's backend hear a `connect` (app key1, the session's `custom`)
+/// before the `play`; when that backend refuses the connect, the play FAILS with its reason,
+/// gets no offer, and the play is never asked.
+#[test]
+fn a_play_in_another_application_needs_that_applications_connect() {
+    let backend = Backend::start(|b| {
+        if b["event"] == "connect" && b["custom"]["user"] == "eve" {
+            Answer::deny("eve may not join key1")
+        } else {
+            Answer::allow()
+        }
+    });
+    let server = start_webrtc(&[("apps.key1.backend_url", backend.url())]);
+    let mut publisher = publish_ffmpeg(&server.url_app("key1", "x"), 60, &[]);
+    wait_published_in(&server, "key1", "x", &mut publisher);
+    let session_hooks = |id: &str| -> Vec<Value> {
+        backend
+            .hooks()
+            .into_iter()
+            .filter(|b| b["sessionId"] == id)
+            .collect()
+    };
+
+    let mut ann = Signal::open(server.http_port, "");
+    let session =
+        ann.connect(json!({"type": "connect", "appKey": "live", "custom": {"user": "ann"}}));
+    assert_eq!(session["status"], "ESTABLISHED", "{session}");
+    let ann_id = session["sessionId"].as_str().unwrap().to_string();
+    assert!(
+        session_hooks(&ann_id).is_empty(),
+        "a connect to live asked key1's backend: {}",
+        backend.describe()
+    );
+    assert_signal_play_offered(&mut ann, "v1", "key1/x", None);
+    let hooks = session_hooks(&ann_id);
+    let events: Vec<&str> = hooks.iter().map(|b| b["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        events[..2.min(events.len())],
+        ["connect", "play"],
+        "key1's backend hears the connect before the play: {}",
+        backend.describe()
+    );
+    assert_eq!(
+        (
+            hooks[0]["app"].as_str(),
+            hooks[0]["protocol"].as_str(),
+            &hooks[0]["custom"]
+        ),
+        (Some("key1"), Some("webrtc"), &json!({"user": "ann"})),
+        "{}",
+        hooks[0]
+    );
+    assert_eq!(
+        (hooks[1]["app"].as_str(), hooks[1]["stream"].as_str()),
+        (Some("key1"), Some("x")),
+        "{}",
+        hooks[1]
+    );
+
+    let mut eve = Signal::open(server.http_port, "");
+    let session =
+        eve.connect(json!({"type": "connect", "appKey": "live", "custom": {"user": "eve"}}));
+    assert_eq!(session["status"], "ESTABLISHED", "live is open: {session}");
+    let eve_id = session["sessionId"].as_str().unwrap().to_string();
+    assert_signal_play_refused(&mut eve, "v1", "key1/x", None, "eve may not join key1");
+    let events: Vec<Value> = session_hooks(&eve_id)
+        .iter()
+        .map(|b| json!([b["event"], b["app"]]))
+        .collect();
+    assert_eq!(
+        events,
+        [json!(["connect", "key1"])],
+        "eve's play is not asked after her connect to key1 was refused: {}",
+        backend.describe()
+    );
+}
+
+/// Fix: the RTMP application is the first segment of the connect's path. With
+/// `[apps.key1] token_secret` and `[app]` open, `rtmp://HOST/key1/sub/x` (ffmpeg: app
+/// `key1/sub`, stream `x`) is stream `sub/x` of key1: refused without a token (ffmpeg and the
+/// scripted client), published with key1's token for `sub/x`, listed by REST as app `key1`,
+/// name `sub/x`, and played by either spelling with a play token. An `appKey` with a `/` on the
+/// connect URL is rejected (`NetConnection.Connect.Rejected`) and closed.
+#[test]
+fn the_rtmp_application_is_the_first_path_segment() {
+    let server = start(&[("apps.key1.token_secret", SECRET.into())]);
+    let port = server.rtmp_port;
+    let required = "a token is required";
+
+    assert_ffmpeg_publish_refused(&server.url_app("key1", "sub/x"), required);
+    assert_eq!(
+        rtmp_publish_refusal(port, "key1/sub", "x"),
+        Some(("NetStream.Publish.Denied".into(), required.into()))
+    );
+    let publish = mint(&["--app", "key1", "--stream", "sub/x", "--action", "publish"]);
+    let mut publisher = publish_ffmpeg(
+        &format!("{}?token={publish}", server.url_app("key1", "sub/x")),
+        40,
+        &[],
+    );
+    wait_published_in(&server, "key1", "sub/x", &mut publisher);
+    let listed: Vec<String> = publisher_queries(&server).into_keys().collect();
+    assert_eq!(listed, ["key1/sub/x"], "REST lists app key1, name sub/x");
+    let (_, v) = server.rest("stream/find", r#"{"app":"key1","name":"sub/x"}"#);
+    assert_eq!(
+        (v["app"].as_str(), v["name"].as_str()),
+        (Some("key1"), Some("sub/x")),
+        "{v}"
+    );
+
+    let play = mint(&["--app", "key1", "--stream", "sub/x", "--action", "play"]);
+    assert_rtmp_play_refused(port, "key1/sub", "x", required);
+    assert_rtmp_plays(port, "key1/sub", &format!("x?token={play}"));
+    assert_rtmp_plays(port, "key1", &format!("sub/x?token={play}"));
+
+    let answer = rtmp_connect_raw(port, "live?appKey=a/b");
+    assert_eq!(
+        (
+            answer.command.as_str(),
+            answer.code.as_str(),
+            answer.description.as_str()
+        ),
+        (
+            "_error",
+            "NetConnection.Connect.Rejected",
+            "'appKey' is one application name, without '/'"
+        ),
+        "{answer:?}"
+    );
+    assert!(
+        answer.closed,
+        "the rejected connection stays open: {answer:?}"
+    );
+}
+
+/// Fix: a private publish token with `--client a` names the stream's holder. Viewer "b" (a play
+/// token tagged "b") attached first, then viewer "a", both waiting for the stream; when the
+/// private publish comes, "b" is stopped with the private refusal before any media and "a"
+/// plays; a later "b" is refused over RTMP and the media WebSocket.
+#[test]
+fn a_private_publish_token_names_its_holder_over_players_waiting_first() {
+    let server = start(&[
+        ("app.token_secret", SECRET.into()),
+        ("stream.play_wait_timeout_ms", "30000".into()),
+    ]);
+    let private = "the stream is private: another viewer holds it";
+    let token_a = mint(&["--stream", "desk", "--action", "play", "--client", "a"]);
+    let token_b = mint(&["--stream", "desk", "--action", "play", "--client", "b"]);
+
+    let mut b = RtmpClient::player(server.rtmp_port, "live", &format!("desk?token={token_b}"))
+        .expect("viewer b");
+    let (ok, v) = server.wait_stream("desk", secs(10), |v| rtmp_players(v) == 1);
+    assert!(ok, "viewer b does not wait for the stream: {v:?}");
+    let mut a = RtmpClient::player(server.rtmp_port, "live", &format!("desk?token={token_a}"))
+        .expect("viewer a");
+    let (ok, v) = server.wait_stream("desk", secs(10), |v| {
+        v.is_some_and(|v| v["status"] == "WAITING") && rtmp_players(v) == 2
+    });
+    assert!(ok, "both viewers wait for the stream: {v:?}");
+
+    let publish = mint(&[
+        "--stream",
+        "desk",
+        "--action",
+        "publish",
+        "--private",
+        "--client",
+        "a",
+    ]);
+    let publisher = publish_ffmpeg(&format!("{}?token={publish}", server.url("desk")), 60, &[]);
+    let events = rtmp_play_on(&mut b, ms(1500));
+    assert_eq!(
+        error_status(&events),
+        Some(("NetStream.Play.Failed".to_string(), private.to_string())),
+        "viewer b, attached first, is not the named holder: {}",
+        summarize(&events)
+    );
+    assert_eq!(
+        media_messages(&events),
+        0,
+        "b got media: {}",
+        summarize(&events)
+    );
+    let events = rtmp_play_on(&mut a, ms(0));
+    assert!(
+        has_video(&events) && error_status(&events).is_none(),
+        "viewer a, the named holder, plays: {}\n{}",
+        summarize(&events),
+        publisher.stderr()
+    );
+
+    assert_rtmp_play_refused(
+        server.rtmp_port,
+        "live",
+        &format!("desk?token={token_b}"),
+        private,
+    );
+    assert_ws_refused(&server, &format!("name=desk&token={token_b}"), private);
+    let (v, _, closed) = a.count_media(ms(500));
+    assert!(v > 0 && !closed, "viewer a goes on");
+}
+
+/// The reason a client is told when the backend's answer could not be read.
+const UNREADABLE: &str = "the application's backend did not answer: unreadable answer";
+
+/// Asserts an RTMP publish was refused as unreadable: the scripted client gets
+/// `NetStream.Publish.Denied` with the reason, ffmpeg prints it, and no stream appears.
+fn assert_publish_refused_unreadable(server: &Server, name: &str) {
+    let refusal = rtmp_publish_refusal(server.rtmp_port, "live", name);
+    assert!(
+        refusal.as_ref().is_some_and(
+            |(code, why)| code == "NetStream.Publish.Denied" && why.starts_with(UNREADABLE)
+        ),
+        "publish {name}: {refusal:?}"
+    );
+    assert_ffmpeg_publish_refused(&server.url(name), UNREADABLE);
+    assert!(
+        server.find_stream(name).is_none(),
+        "a refused publish left a stream: {:?}",
+        server.find_stream(name)
+    );
+}
+
+/// Fix: a 2xx answer that cannot be read refuses (it used to count as an empty allow). A body
+/// over 64 KiB refuses a publish (ffmpeg prints the reason, no stream appears) and a play (the
+/// reason, no media); a readable 200 still allows.
+#[test]
+fn an_oversized_backend_answer_refuses() {
+    let oversized = || Answer::allow_with(json!({"padding": "x".repeat(70 * 1024)}));
+    let backend = Backend::start(move |b| match b["event"].as_str() {
+        Some("publish") if b["stream"] == "big" => oversized(),
+        Some("play") if b["query"]["answer"] == "big" => oversized(),
+        _ => Answer::allow(),
+    });
+    let server = start(&[("app.backend_url", backend.url())]);
+    let port = server.rtmp_port;
+    assert_publish_refused_unreadable(&server, "big");
+
+    let mut publisher = publish_ffmpeg(&server.url("show"), 40, &[]);
+    wait_published(&server, "show", &mut publisher);
+    let events = rtmp_play(port, "live", "show?answer=big", ms(1500));
+    let refusal = error_status(&events);
+    assert!(
+        refusal.as_ref().is_some_and(
+            |(code, why)| code == "NetStream.Play.Failed" && why.starts_with(UNREADABLE)
+        ),
+        "a play answered with 70 KiB: {}",
+        summarize(&events)
+    );
+    assert_eq!(media_messages(&events), 0, "{}", summarize(&events));
+    assert_rtmp_plays(port, "live", "show?answer=small");
+}
+
+/// A 2xx answer whose body is cut short refuses: the backend answers a publish `200` with
+/// `Content-Length: 100`, sends 10 bytes (`{"private"`) and closes the connection; whatever the
+/// lost part said (privacy, say) is unknown, so the publish is refused as unreadable.
+#[test]
+fn a_backend_answer_cut_short_refuses() {
+    let backend = Backend::start(|b| match b["event"].as_str() {
+        Some("publish") if b["stream"] == "cut" => Answer::truncated(100, r#"{"private""#),
+        _ => Answer::allow(),
+    });
+    let server = start(&[("app.backend_url", backend.url())]);
+    assert_publish_refused_unreadable(&server, "cut");
+}
+
+/// Fix: commands sent right after `connect`, before its answer, wait for the decision instead
+/// of dropping the connection. A raw client writes connect, createStream and play back to back
+/// while the backend takes 800 ms to allow the connect: the connect is answered `_result` after
+/// the backend's delay, the play starts and media arrives. When the backend refuses that
+/// connect (as late), the queued play is never served: `_error`, closed, no media.
+#[test]
+fn commands_after_a_pending_connect_wait_for_its_decision() {
+    let delay = ms(800);
+    let backend =
+        Backend::start(
+            move |b| match (b["event"].as_str(), b["query"]["pace"].as_str()) {
+                (Some("connect"), Some("slow")) => Answer::after(delay, Answer::allow()),
+                (Some("connect"), Some("slow-refusal")) => {
+                    Answer::after(delay, Answer::deny("not this client"))
+                }
+                _ => Answer::allow(),
+            },
+        );
+    let server = start(&[("app.backend_url", backend.url())]);
+    let mut publisher = publish_ffmpeg(&server.url("pipe"), 40, &[]);
+    wait_published(&server, "pipe", &mut publisher);
+
+    let seen = rtmp_play_pipelined(server.rtmp_port, "live?pace=slow", "pipe", 10);
+    let (command, code, elapsed) = seen.connect.clone().unwrap_or_default();
+    assert_eq!(
+        (command.as_str(), code.as_str()),
+        ("_result", "NetConnection.Connect.Success"),
+        "{seen:?}"
+    );
+    assert!(
+        elapsed >= ms(700),
+        "the connect was answered before the backend's decision ({elapsed:?}): the test did not \
+         send its commands while the decision was pending"
+    );
+    assert!(
+        seen.stream_created
+            && seen.has_status("NetStream.Play.Start")
+            && seen.video >= 10
+            && !seen.closed,
+        "the pipelined play should go on: {seen:?}"
+    );
+    let play = backend
+        .events("play")
+        .into_iter()
+        .find(|b| b["query"]["pace"] == "slow")
+        .unwrap_or_else(|| panic!("the pipelined play was not asked: {}", backend.describe()));
+    assert_eq!(play["stream"], "pipe", "{play}");
+
+    let seen = rtmp_play_pipelined(server.rtmp_port, "live?pace=slow-refusal", "pipe", 1);
+    assert_eq!(
+        seen.connect
+            .as_ref()
+            .map(|(command, code, _)| (command.as_str(), code.as_str())),
+        Some(("_error", "NetConnection.Connect.Rejected")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.closed
+            && seen.video == 0
+            && seen.audio == 0
+            && !seen.has_status("NetStream.Play.Start"),
+        "a play queued behind a refused connect was served: {seen:?}"
+    );
+    assert!(
+        !backend
+            .events("play")
+            .iter()
+            .any(|b| b["query"]["pace"] == "slow-refusal"),
+        "{}",
+        backend.describe()
+    );
+}
+
+/// Fix: a viewer's `send` goes to WebRTC publishers only and is rate-limited. On a stream an
+/// RTMP client publishes, a `send` is answered with an `error` `not_playing` (ref: the stream
+/// id); a burst of 40 sends passes about 20 (each answered `not_playing`) and the rest get
+/// `too_many_messages`; the session stays up, and once the budget refills a `send` passes
+/// again.
+#[test]
+fn signalling_send_needs_a_webrtc_publisher_and_is_rate_limited() {
+    let server = start_webrtc(&[]);
+    let mut publisher = publish_ffmpeg(&server.url("talk"), 60, &[]);
+    wait_published(&server, "talk", &mut publisher);
+    let mut s = Signal::open(server.http_port, "");
+    assert_eq!(
+        s.connect(json!({"type": "connect"}))["status"],
+        "ESTABLISHED"
+    );
+    assert_signal_play_offered(&mut s, "v1", "talk", None);
+    let send = |s: &mut Signal, n: usize| {
+        s.send(json!({"type": "send", "streamId": "v1", "data": {"kind": "hand", "n": n}}))
+    };
+
+    send(&mut s, 0);
+    let error = s.wait(secs(5), |v| v["type"] == "error");
+    assert_eq!(
+        (error["code"].as_str(), error["ref"].as_str()),
+        (Some("not_playing"), Some("v1")),
+        "{error}"
+    );
+
+    const BURST: usize = 40;
+    for n in 1..=BURST {
+        send(&mut s, n);
+    }
+    let mut codes: HashMap<String, usize> = HashMap::new();
+    for _ in 0..BURST {
+        let error = s.wait(secs(10), |v| v["type"] == "error");
+        *codes
+            .entry(error["code"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    let passed = codes.get("not_playing").copied().unwrap_or(0);
+    let limited = codes.get("too_many_messages").copied().unwrap_or(0);
+    assert!(
+        passed + limited == BURST && (15..=22).contains(&passed) && limited >= 10,
+        "a burst of {BURST} sends after one: {codes:?}"
+    );
+    assert!(!s.closed, "errors never end the session");
+
+    // The budget refills (10 a second): a later send passes again.
+    let deadline = Instant::now() + secs(5);
+    loop {
+        std::thread::sleep(ms(200));
+        send(&mut s, 0);
+        let error = s.wait(secs(5), |v| v["type"] == "error");
+        if error["code"] == "not_playing" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the send budget never refilled: {error}"
+        );
+    }
+}
+
+/// Fix: a signalling `describe` tells only of streams anyone may play. While all are
+/// publishing, a stream of an application with a token secret or a play hook, and a private
+/// stream, are `NOT_FOUND` (nothing about them); a public stream of the open application is
+/// `PUBLISHING` with its video.
+#[test]
+fn describe_tells_only_of_streams_anyone_may_play() {
+    let backend = Backend::allow_all();
+    let server = start(&[
+        ("apps.sec.token_secret", SECRET.into()),
+        ("apps.hooked.backend_url", backend.url()),
+    ]);
+    let token = mint(&["--app", "sec", "--stream", "cam", "--action", "publish"]);
+    let mut sec = publish_ffmpeg(
+        &format!("{}?token={token}", server.url_app("sec", "cam")),
+        60,
+        &[],
+    );
+    let mut hooked = publish_ffmpeg(&server.url_app("hooked", "cam"), 60, &[]);
+    let mut open = publish_ffmpeg(&server.url("cam"), 60, &[]);
+    let mut private = publish_ffmpeg(&format!("{}?private=true", server.url("priv")), 60, &[]);
+    wait_published_in(&server, "sec", "cam", &mut sec);
+    wait_published_in(&server, "hooked", "cam", &mut hooked);
+    wait_published(&server, "cam", &mut open);
+    wait_published(&server, "priv", &mut private);
+
+    let mut s = Signal::open(server.http_port, "");
+    assert_eq!(
+        s.connect(json!({"type": "connect"}))["status"],
+        "ESTABLISHED"
+    );
+    for (name, status) in [
+        ("cam", "PUBLISHING"),
+        ("live/cam", "PUBLISHING"),
+        ("sec/cam", "NOT_FOUND"),
+        ("hooked/cam", "NOT_FOUND"),
+        ("priv", "NOT_FOUND"),
+    ] {
+        s.send(json!({"type": "describe", "name": name}));
+        let d = s.wait(secs(5), |v| v["type"] == "description" && v["name"] == name);
+        assert_eq!(d["status"], status, "describe {name}: {d}");
+        assert_eq!(
+            d.get("video").is_some(),
+            status == "PUBLISHING",
+            "describe {name}: {d}"
+        );
+    }
+}
+
+/// Fix: `mediarouter token` binds a token to its application by default. A publish token minted
+/// with `--app live` publishes in live and is refused in `other` (same secret) with "the token
+/// is for another application"; one minted with `--any-app` publishes in both. REST
+/// `token/create` binds likewise unless asked `any_app`.
+#[test]
+fn a_token_is_bound_to_its_application_unless_minted_for_any() {
+    let server = start(&[("app.token_secret", SECRET.into())]);
+    let port = server.rtmp_port;
+    let bound = mint(&["--app", "live", "--stream", "x", "--action", "publish"]);
+    let any = mint(&[
+        "--app",
+        "live",
+        "--stream",
+        "y",
+        "--action",
+        "publish",
+        "--any-app",
+    ]);
+    assert_eq!(
+        rtmp_publish_refusal(port, "live", &format!("x?token={bound}")),
+        None
+    );
+    assert_eq!(
+        rtmp_publish_refusal(port, "other", &format!("x?token={bound}")),
+        Some((
+            "NetStream.Publish.Denied".into(),
+            "the token is for another application".into()
+        ))
+    );
+    assert_eq!(
+        rtmp_publish_refusal(port, "live", &format!("y?token={any}")),
+        None
+    );
+    assert_eq!(
+        rtmp_publish_refusal(port, "other", &format!("y?token={any}")),
+        None
+    );
+
+    let (status, v) = server.rest(
+        "token/create",
+        r#"{"app":"live","stream":"x","action":"play"}"#,
+    );
+    assert_eq!(
+        (status, v["claims"]["app"].as_str()),
+        (200, Some("live")),
+        "{v}"
+    );
+    let (status, v) = server.rest(
+        "token/create",
+        r#"{"app":"live","stream":"x","action":"play","any_app":true}"#,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(v["claims"].get("app").is_none(), "{v}");
+}
+
+/// Fix: the REST API key check reads the headers leniently but fails closed. The scheme of
+/// `Authorization` in any case (`bearer`, `BEARER`), spaces around the key, and an empty
+/// `X-API-Key:` next to a valid Bearer all reach the handler (404: no stream yet); an empty
+/// `X-API-Key` alone, or a Bearer without a key, is 401.
+#[test]
+fn the_rest_api_key_headers_are_read_leniently() {
+    let server = start(&[("rest.api_key", API_KEY.into())]);
+    let port = server.rest_port;
+    let lower = format!("Authorization: bearer {API_KEY}");
+    let spaced = format!("Authorization:   BEARER    {API_KEY}   ");
+    let bearer = format!("Authorization: Bearer {API_KEY}");
+    for (what, headers, expected) in [
+        ("lower-case scheme", vec![lower.as_str()], 404),
+        (
+            "upper-case scheme, extra spaces",
+            vec![spaced.as_str()],
+            404,
+        ),
+        (
+            "empty X-API-Key with a valid Bearer",
+            vec!["X-API-Key;", bearer.as_str()],
+            404,
+        ),
+        ("empty X-API-Key alone", vec!["X-API-Key;"], 401),
+        ("a Bearer without a key", vec!["Authorization: Bearer"], 401),
+    ] {
+        let (status, body) = rest_with_headers(port, "stream/find_all", "{}", &headers);
+        assert_eq!(status, expected, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: a JSON error: {body}");
+    }
 }

@@ -1,7 +1,8 @@
 //! A real HTTP backend for the access-control tests (issue #8): a small threaded HTTP/1.1 server
 //! on 127.0.0.1 (std only) that records every request's JSON body and answers each one as the
 //! test's closure decides: allow (2xx, maybe with a JSON body), deny (any other status with a
-//! `reason`), or hang for a while (a backend that does not answer in time).
+//! `reason`), hang for a while (a backend that does not answer in time), answer after a while,
+//! or write raw bytes (an answer that cannot be read, such as a body cut short).
 //!
 //! Connections are kept alive (several requests per connection are served in order) unless the
 //! request asks for `Connection: close`. Every thread ends when the [`Backend`] is dropped.
@@ -21,6 +22,11 @@ pub enum Answer {
     Json(u16, Value),
     /// No answer for this long (then a 200 and the connection closed): a backend that hangs.
     Hang(Duration),
+    /// This answer, after this long: a slow backend.
+    After(Duration, Box<Answer>),
+    /// These bytes as the whole response, then the connection closed (a status line and
+    /// headers that promise more body than follows: an answer that cannot be read).
+    Raw(Vec<u8>),
 }
 
 impl Answer {
@@ -37,6 +43,23 @@ impl Answer {
     /// 403 with `{"reason": reason}`.
     pub fn deny(reason: &str) -> Answer {
         Answer::Json(403, json!({ "reason": reason }))
+    }
+
+    /// `answer` after `delay`.
+    pub fn after(delay: Duration, answer: Answer) -> Answer {
+        Answer::After(delay, Box::new(answer))
+    }
+
+    /// A 200 whose head announces `Content-Length: announced` but whose body is `body` only
+    /// (shorter), the connection closed after it.
+    pub fn truncated(announced: usize, body: &str) -> Answer {
+        Answer::Raw(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                 Content-Length: {announced}\r\nConnection: close\r\n\r\n{body}"
+            )
+            .into_bytes(),
+        )
     }
 }
 
@@ -235,19 +258,26 @@ fn serve(mut socket: TcpStream, hooks: &Mutex<Vec<Hook>>, decide: &Decide, stop:
             content_type: header("content-type"),
             body: body.clone(),
         });
-        let (status, answer, close) = match decide(&body) {
+        let mut decided = decide(&body);
+        while let Answer::After(delay, answer) = decided {
+            wait(delay, stop);
+            decided = *answer;
+        }
+        let (status, answer, close) = match decided {
             Answer::Json(status, answer) => (
                 status,
                 answer.to_string(),
                 header("connection").eq_ignore_ascii_case("close"),
             ),
             Answer::Hang(duration) => {
-                let until = Instant::now() + duration;
-                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                    thread::sleep(POLL);
-                }
+                wait(duration, stop);
                 (200, "{}".to_string(), true)
             }
+            Answer::Raw(bytes) => {
+                let _ = socket.write_all(&bytes);
+                return;
+            }
+            Answer::After(..) => unreachable!("unwrapped above"),
         };
         let response = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
@@ -259,6 +289,14 @@ fn serve(mut socket: TcpStream, hooks: &Mutex<Vec<Hook>>, decide: &Decide, stop:
         if socket.write_all(response.as_bytes()).is_err() || close {
             return;
         }
+    }
+}
+
+/// Sleeps for `duration`, or until the backend stops.
+fn wait(duration: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + duration;
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
     }
 }
 

@@ -315,7 +315,11 @@ thread_local! {
 }
 
 fn client() -> awc::Client {
+    // Idle connections are dropped before the backend's own keep-alive timeout is likely to
+    // end them (Node's is 5 s): a connection the backend already closed is not picked up.
+    let connector = awc::Connector::new().conn_keep_alive(Duration::from_secs(4));
     awc::Client::builder()
+        .connector(connector)
         .disable_redirects()
         .disable_timeout()
         .finish()
@@ -344,8 +348,8 @@ async fn post(
     body: &Value,
 ) -> Result<(u16, bytes::Bytes), String> {
     let timeout = Duration::from_millis(app.hook_timeout_ms);
-    let exchange = async {
-        let mut response = client
+    let send = || {
+        client
             .with(awc::Client::clone)
             .post(&app.backend_url)
             .insert_header((
@@ -353,14 +357,29 @@ async fn post(
                 concat!("mediarouter/", env!("CARGO_PKG_VERSION")),
             ))
             .send_json(body)
-            .await
-            .map_err(|e| e.to_string())?;
+    };
+    let exchange = async {
+        // A pooled connection the backend closed meanwhile fails before any answer: the
+        // request was not taken, so it goes once more, on a fresh connection.
+        let mut response = match send().await {
+            Err(awc::error::SendRequestError::Connect(_)) => send().await,
+            sent => sent,
+        }
+        .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let promised = response
+            .headers()
+            .get(awc::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         let answer = response
             .body()
             .limit(MAX_ANSWER_BYTES)
             .await
             .map_err(|e| format!("unreadable answer: {e}"))?;
+        // awc ends a body at an early close without an error: a cut answer is no answer.
+        if promised.is_some_and(|len| answer.len() < len) {
+            return Err("unreadable answer: cut short".into());
+        }
         Ok((status, answer))
     };
     actix_rt::time::timeout(timeout, exchange)

@@ -181,19 +181,35 @@ impl Writer {
     }
 
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<String> {
-        let mut budget = BUDGET;
-        loop {
-            let mut progressed = false;
-            while let Poll::Ready(command) = self.commands.poll_recv(cx) {
-                progressed = true;
-                match command {
-                    Some(command) => self.handle_command(command),
-                    None => {
-                        self.commands_closed = true;
-                        return Poll::Ready("connection closed".into());
+        // Commands and the lag tick are rare: looked at once per wake-up (each poll that finds
+        // nothing registers the waker, so nothing is missed); the media loop below is what runs
+        // for every frame of every player.
+        while let Poll::Ready(command) = self.commands.poll_recv(cx) {
+            match command {
+                Some(command) => self.handle_command(command),
+                None => {
+                    self.commands_closed = true;
+                    return Poll::Ready("connection closed".into());
+                }
+            }
+        }
+        if self.tick.poll_tick(cx).is_ready() {
+            let now = self.now_ms();
+            // A recorded player is held back, never dropped for being slow.
+            if let Some(player) = self.player.as_mut().filter(|p| !p.recorded) {
+                if self.out.len() > self.limits.max_queued_bytes {
+                    player.lag.stalled(now);
+                }
+                if let Some(action) = player.lag.check(now) {
+                    if let Some(reason) = player.verdict(action, self.peer) {
+                        return Poll::Ready(reason);
                     }
                 }
             }
+        }
+        let mut budget = BUDGET;
+        loop {
+            let mut progressed = false;
             let mut player_done = false;
             if let Some(player) = self.player.as_mut() {
                 while budget > 0 {
@@ -242,20 +258,6 @@ impl Writer {
                     Poll::Ready(Ok(())) => progressed = true,
                     Poll::Ready(Err(e)) => return Poll::Ready(e),
                     Poll::Pending => {}
-                }
-            }
-            if self.tick.poll_tick(cx).is_ready() {
-                let now = self.now_ms();
-                // A recorded player is held back, never dropped for being slow.
-                if let Some(player) = self.player.as_mut().filter(|p| !p.recorded) {
-                    if self.out.len() > self.limits.max_queued_bytes {
-                        player.lag.stalled(now);
-                    }
-                    if let Some(action) = player.lag.check(now) {
-                        if let Some(reason) = player.verdict(action, self.peer) {
-                            return Poll::Ready(reason);
-                        }
-                    }
                 }
             }
             if !progressed {

@@ -845,7 +845,8 @@ impl Handler<ViewerSignal> for WebrtcViewer {
                         client.do_send(ToClient(
                             ProtocolError::new(
                                 "not_playing",
-                                "the stream has no publisher now: nothing to send to",
+                                "nobody takes messages: the stream has no publisher now, or \
+                                 one that is not a signalling client",
                                 Some(stream_id),
                             )
                             .to_message(),
