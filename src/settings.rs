@@ -558,6 +558,17 @@ mod tests {
             .collect()
     }
 
+    /// Loading with `key=value` in the environment fails with a message naming `needle`.
+    fn assert_refused_naming(key: &str, value: &str, needle: &str) {
+        let err = Settings::load(None, env(&[(key, value)]))
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains(needle),
+            "{key}={value}: '{err}' does not name {needle}"
+        );
+    }
+
     #[test]
     fn defaults_load_alone() {
         let s = Settings::load(None, env(&[])).expect("defaults are valid");
@@ -592,13 +603,7 @@ mod tests {
             ),
             ("MEDIAROUTER__RTSP__TRANSPORT", "sctp", "rtsp.transport"),
         ] {
-            let err = Settings::load(None, env(&[(k, v)]))
-                .expect_err("must fail")
-                .to_string();
-            assert!(
-                err.contains(needle),
-                "{k}={v}: '{err}' does not name {needle}"
-            );
+            assert_refused_naming(k, v, needle);
         }
     }
 
@@ -649,13 +654,7 @@ mod tests {
             ),
             ("MEDIAROUTER__REST__API_KEY", "short", "rest.api_key"),
         ] {
-            let err = Settings::load(None, env(&[(k, v)]))
-                .expect_err("must fail")
-                .to_string();
-            assert!(
-                err.contains(needle),
-                "{k}={v}: '{err}' does not name {needle}"
-            );
+            assert_refused_naming(k, v, needle);
         }
     }
 

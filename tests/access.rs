@@ -16,7 +16,7 @@ mod backend;
 
 use backend::{Answer, Backend};
 use common::webrtc::{assert_page_played, run_script, scenario_args, wait_publishing};
-use common::ws_media::{Received, WsMediaClient};
+use common::ws_media::{client_frame, Received, WsMediaClient};
 use common::*;
 use rml_rtmp::chunk_io::{ChunkDeserializer, ChunkSerializer};
 use rml_rtmp::messages::RtmpMessage;
@@ -437,18 +437,7 @@ impl Signal {
     }
 
     fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n @ 0..=125 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        let _ = self.socket.write_all(&frame);
+        let _ = self.socket.write_all(&client_frame(opcode, payload));
     }
 
     fn send(&mut self, msg: Value) {

@@ -223,18 +223,7 @@ impl WsMediaClient {
 
     /// Sends one masked frame (clients must mask).
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n @ 0..=125 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        let _ = self.stream.write_all(&frame);
+        let _ = self.stream.write_all(&client_frame(opcode, payload));
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -334,4 +323,20 @@ pub fn decode_errors(path: &std::path::Path) -> String {
         .output()
         .expect("ffmpeg runs");
     String::from_utf8_lossy(&decode.stderr).trim().to_string()
+}
+
+/// One final, masked client frame (RFC 6455: clients must mask) of up to 64 KiB.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n @ 0..=125 => frame.push(0x80 | n as u8),
+        n => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
 }

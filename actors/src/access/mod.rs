@@ -234,13 +234,7 @@ impl Pass {
             None => requested.clone(),
         };
         let admission = self
-            .gate
-            .admit(
-                Action::Play,
-                &self.client,
-                &decided_on,
-                self.token.as_deref(),
-            )
+            .decide(Action::Play, &decided_on)
             .await
             .map_err(StreamError::Denied)?;
         let request = Subscribe {
@@ -275,8 +269,7 @@ impl Pass {
         asks_private: bool,
     ) -> Result<(PublishGrant, Addr<Stream>), StreamError> {
         let admission = self
-            .gate
-            .admit(Action::Publish, &self.client, &name, self.token.as_deref())
+            .decide(Action::Publish, &name)
             .await
             .map_err(StreamError::Denied)?;
         let request = Publish {
@@ -299,8 +292,12 @@ impl Pass {
 
     /// A play of a media file read for this client alone (RTMP `vod/...`): the decision only.
     pub async fn play_file(&self, name: &StreamName) -> Result<Admission, String> {
+        self.decide(Action::Play, name).await
+    }
+
+    async fn decide(&self, action: Action, name: &StreamName) -> Result<Admission, String> {
         self.gate
-            .admit(Action::Play, &self.client, name, self.token.as_deref())
+            .admit(action, &self.client, name, self.token.as_deref())
             .await
     }
 }

@@ -65,7 +65,13 @@ pub struct WsSession {
 impl WsSession {
     pub fn new(address: String, query: QueryParams, context: Arc<SessionContext>) -> WsSession {
         WsSession {
-            id: format!("s-{:08x}", rand::random::<u32>()),
+            // Unique in the process (the counter) and not guessable (the random part): backends key
+            // their bookkeeping on it, and private stream names may carry it.
+            id: format!(
+                "s-{}-{:08x}",
+                crate::messages::PeerId::next().0,
+                rand::random::<u32>()
+            ),
             address,
             context,
             query,

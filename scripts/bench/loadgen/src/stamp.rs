@@ -48,7 +48,8 @@ mod tests {
         let mut frame = super::sei(1_795_000_000_123_456).to_vec();
         frame.extend_from_slice(&[0, 0, 0, 2, 0x65, 0x88]);
         assert_eq!(super::read(&frame), Some(1_795_000_000_123_456));
-        assert!(!super::sei(0x0001_0000_0000).contains(&0));
+        // The NAL unit itself (after its 4-byte length) never holds a zero byte.
+        assert!(!super::sei(0x0001_0000_0000)[4..].contains(&0));
         assert_eq!(super::read(&frame[4..]), None);
     }
 }
