@@ -8,6 +8,9 @@
 //!   process(es) spent (CPU from /proc, memory growth since before the players came). Prints
 //!   one JSON object.
 //!
+//! - `loadgen transcode --file MEDIA [--rounds N]`: the CPU the server's AAC → Opus transcoder
+//!   takes per stream (one runs per stream that has WebRTC viewers).
+//!
 //! Runs on one thread, so `taskset` puts the whole load on one core.
 
 mod fmp4;
@@ -16,6 +19,7 @@ mod publish;
 mod rtmp;
 mod stamp;
 mod stats;
+mod transcode;
 
 use play::{Recorder, Window};
 use serde_json::{json, Value};
@@ -54,11 +58,12 @@ fn main() -> ExitCode {
     };
     let result = match args.first().map(String::as_str) {
         Some("publish") => runtime.block_on(publish_command(&args[1..])),
+        Some("transcode") => transcode_command(&args[1..]),
         Some("play") => parse_play(&args[1..]).and_then(|options| {
             let local = tokio::task::LocalSet::new();
             local.block_on(&runtime, play_command(options))
         }),
-        _ => Err("usage: loadgen publish|play ... (see src/main.rs)".into()),
+        _ => Err("usage: loadgen publish|play|transcode ... (see src/main.rs)".into()),
     };
     match result {
         Ok(report) => {
@@ -98,6 +103,20 @@ async fn publish_command(args: &[String]) -> Result<Value, String> {
     let url = url.ok_or("--url is required")?;
     let file = file.ok_or("--file is required")?;
     publish::run(&url, &file, seconds).await
+}
+
+fn transcode_command(args: &[String]) -> Result<Value, String> {
+    let (mut file, mut rounds) = (None, 3u32);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--file" => file = Some(PathBuf::from(value(args, &mut i)?)),
+            "--rounds" => rounds = number(value(args, &mut i)?)?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+        i += 1;
+    }
+    transcode::aac_to_opus(&file.ok_or("--file is required")?, rounds.max(1))
 }
 
 fn parse_play(args: &[String]) -> Result<PlayOptions, String> {
