@@ -11,6 +11,7 @@
 #   MR_BIN / LOADGEN_BIN: use these binaries instead of building release ones.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/lib.sh
 players=${1:-1000}
 window=${2:-20}
 ulimit -n "$(ulimit -Hn)"  # a socket per player, on each side
@@ -46,7 +47,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
 # run NAME RTMP_PORT "SERVER PIDS" KIND PLAYER_URL: the publisher, then the players (KIND rtmp
 # or ws); the loadgen's JSON goes to $work/NAME.json
