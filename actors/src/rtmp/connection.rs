@@ -1,10 +1,13 @@
 //! RTMP connection actor: one per TCP connection. Reads the socket into the sans-IO
-//! [`ServerSession`], asks the registry and streams for decisions, pushes a publisher's media
-//! into its stream's hub, and hands a player's subscription to the connection's [`Writer`].
+//! [`ServerSession`], asks the application (connect, then each publish and play, through the
+//! gate's [`Pass`]) and the registry and streams for decisions, pushes a publisher's media into
+//! its stream's hub, and hands a player's subscription to the connection's [`Writer`].
 //!
 //! Invariants: events are handled strictly in arrival order, also across an asynchronous
-//! publish/play decision (later events wait in a bounded queue); a stopping connection always
-//! detaches from its streams; peer input never panics, it closes this connection at worst.
+//! connect/publish/play decision (later events wait in a queue bounded in count and bytes);
+//! the application is the first segment of the connect's path; a stopping connection always
+//! detaches from its streams, and its backend hears the disconnect if the connect was allowed;
+//! peer input never panics, it closes this connection at worst.
 
 use super::writer::{Feed, PlayStart, Writer, WriterCommand, WriterLimits};
 use crate::access::{Attach, Gate, Pass};
