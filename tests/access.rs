@@ -52,19 +52,7 @@ fn start_webrtc(overrides: &[(&str, String)]) -> Server {
 
 /// `mediarouter token --secret SECRET ARGS...`: the token it prints.
 fn mint(args: &[&str]) -> String {
-    let mut all = vec!["token", "--secret", SECRET];
-    all.extend_from_slice(args);
-    let out = server_command(&all, &[])
-        .output()
-        .expect("run mediarouter token");
-    assert!(
-        out.status.success(),
-        "mediarouter {all:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
-    token
+    mint_token(SECRET, args)
 }
 
 /// A token for `action` on `stream` (one hour).

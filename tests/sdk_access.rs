@@ -13,24 +13,15 @@ mod common;
 use common::webrtc::*;
 use common::*;
 use serde_json::Value;
-use std::process::Command;
 
 const SECRET: &str = "sdk-access-secret-0123456789";
 
 /// A token of the default application's secret (`mediarouter token`).
 fn mint(stream: &str, action: &str) -> String {
-    let out = Command::new(server_bin())
-        .args([
-            "token", "--stream", stream, "--action", action, "--secret", SECRET, "--ttl", "1h",
-        ])
-        .output()
-        .expect("run mediarouter token");
-    assert!(
-        out.status.success(),
-        "mediarouter token failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    mint_token(
+        SECRET,
+        &["--stream", stream, "--action", action, "--ttl", "1h"],
+    )
 }
 
 fn assert_plays(label: &str, c: &Value) {

@@ -2156,3 +2156,20 @@ pub fn find_pull<'a>(pulls: &'a [Value], port: u16, path_and_query: &str) -> Opt
             .is_some_and(|u| u.ends_with(&wanted) && u.starts_with("rtsp://"))
     })
 }
+
+/// `mediarouter token --secret SECRET ARGS...`: the signed token it prints (checked to be a JWT).
+pub fn mint_token(secret: &str, args: &[&str]) -> String {
+    let mut all = vec!["token", "--secret", secret];
+    all.extend_from_slice(args);
+    let out = server_command(&all, &[])
+        .output()
+        .expect("run mediarouter token");
+    assert!(
+        out.status.success(),
+        "mediarouter {all:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
+    token
+}
