@@ -118,6 +118,7 @@ pub struct RtmpSettings {
     pub port: u16,
     pub default_app: String,
     pub chunk_size: u32,
+    pub audio_merge_ms: u64,
     pub max_message_bytes: usize,
     pub handshake_timeout_ms: u64,
     pub idle_timeout_ms: u64,
@@ -323,6 +324,12 @@ impl Settings {
             return invalid(
                 "rtmp.chunk_size",
                 format!("{} is outside 128..=65536", self.rtmp.chunk_size),
+            );
+        }
+        if self.rtmp.audio_merge_ms > 100 {
+            return invalid(
+                "rtmp.audio_merge_ms",
+                format!("{} is above 100", self.rtmp.audio_merge_ms),
             );
         }
         if !(65536..=16 * 1024 * 1024).contains(&self.rtmp.max_message_bytes) {

@@ -6,7 +6,9 @@
 //! since the last wake-up goes out in one `writev`; the queue is bounded by
 //! `player_max_queued_bytes`: beyond it a live player's frames are skipped until the next video
 //! keyframe, and a live player that stays behind longer than `player_max_lag_ms` is
-//! disconnected, while a recorded player's reader is simply held back.
+//! disconnected, while a recorded player's reader is simply held back. A live player's audio
+//! frames may wait (at most `rtmp.audio_merge_ms`) for the next video frame, to go out in the
+//! same write: about half the writes, and the kernel's cost is per write more than per byte.
 
 use crate::vod::Recorded;
 use futures_util::Stream as _;
@@ -36,6 +38,77 @@ use tracing::{info, warn};
 const MAX_IOV: usize = 256;
 /// Packets handled per wake-up before yielding to other connections on this thread.
 const BUDGET: usize = 512;
+
+/// The connection actor's end of the command channel. Each command is counted before it is
+/// sent (and the drop, which closes the channel, counts as one), so the writer looks at the
+/// channel only when something is owed: an empty channel's poll costs a cache miss or two per
+/// player per frame, measurable at a thousand players.
+pub struct CommandSender {
+    sender: mpsc::Sender<WriterCommand>,
+    owed: Arc<AtomicU64>,
+}
+
+impl CommandSender {
+    /// Queues `command`; false when the queue is full or the writer is gone.
+    pub fn send(&self, command: WriterCommand) -> bool {
+        self.owed.fetch_add(1, Ordering::Release);
+        self.sender.try_send(command).is_ok()
+    }
+}
+
+impl Drop for CommandSender {
+    fn drop(&mut self) {
+        // Counted before the channel closes, so the writer polls and sees the end.
+        self.owed.fetch_add(1, Ordering::Release);
+    }
+}
+
+pub struct CommandReceiver {
+    receiver: mpsc::Receiver<WriterCommand>,
+    owed: Arc<AtomicU64>,
+    received: u64,
+    /// Whether the channel holds our waker: its last poll was `Pending`. A channel wake
+    /// consumes the waker, but it only comes with a command or the close, both counted first.
+    registered: bool,
+}
+
+/// A bounded command channel from a connection actor to its writer.
+pub fn command_channel(capacity: usize) -> (CommandSender, CommandReceiver) {
+    let (sender, receiver) = mpsc::channel(capacity);
+    let owed = Arc::new(AtomicU64::new(0));
+    (
+        CommandSender {
+            sender,
+            owed: Arc::clone(&owed),
+        },
+        CommandReceiver {
+            receiver,
+            owed,
+            received: 0,
+            registered: false,
+        },
+    )
+}
+
+impl CommandReceiver {
+    /// The next command, `Ready(None)` once the sender is gone; `Pending` without touching the
+    /// channel when nothing is owed and the channel already holds the waker.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<WriterCommand>> {
+        if self.registered && self.owed.load(Ordering::Acquire) <= self.received {
+            return Poll::Pending;
+        }
+        let polled = self.receiver.poll_recv(cx);
+        match polled {
+            Poll::Ready(Some(_)) => {
+                self.received += 1;
+                self.registered = false;
+            }
+            Poll::Ready(None) => {}
+            Poll::Pending => self.registered = true,
+        }
+        polled
+    }
+}
 
 /// What the connection actor asks of its writer.
 pub enum WriterCommand {
@@ -108,6 +181,8 @@ impl Media {
 pub struct WriterLimits {
     pub max_queued_bytes: usize,
     pub max_lag_ms: u64,
+    /// How long a live player's audio may wait for the next video frame; 0: never.
+    pub audio_merge_ms: u64,
 }
 
 struct Player {
@@ -133,7 +208,7 @@ struct Player {
 
 pub struct Writer {
     socket: OwnedWriteHalf,
-    commands: mpsc::Receiver<WriterCommand>,
+    commands: CommandReceiver,
     out: OutQueue,
     player: Option<Player>,
     limits: WriterLimits,
@@ -141,12 +216,14 @@ pub struct Writer {
     started: Instant,
     tick: tokio::time::Interval,
     commands_closed: bool,
+    /// Set while only merged audio is queued: the time (ms since `started`) it must go out by.
+    hold_until: Option<u64>,
 }
 
 impl Writer {
     pub fn new(
         socket: OwnedWriteHalf,
-        commands: mpsc::Receiver<WriterCommand>,
+        commands: CommandReceiver,
         limits: WriterLimits,
         peer: SocketAddr,
     ) -> Self {
@@ -162,6 +239,7 @@ impl Writer {
             started: Instant::now(),
             tick,
             commands_closed: false,
+            hold_until: None,
         }
     }
 
@@ -226,6 +304,12 @@ impl Writer {
                     let now = self.started.elapsed().as_millis() as u64;
                     let verdict = match item {
                         Item::Packet(packet) => {
+                            if player.may_hold(&packet, self.limits.audio_merge_ms) {
+                                self.hold_until
+                                    .get_or_insert(now + self.limits.audio_merge_ms);
+                            } else {
+                                self.hold_until = None;
+                            }
                             player.packet(&packet, &mut self.out, self.limits.max_queued_bytes, now)
                         }
                         Item::Lagged(n) => {
@@ -253,7 +337,10 @@ impl Writer {
             if player_done {
                 self.player = None;
             }
-            if !self.out.is_empty() {
+            // Held audio goes out with the next video frame, or by its deadline (the lag tick
+            // wakes the writer at least every 500 ms should the stream fall silent).
+            let holding = self.hold_until.is_some_and(|until| self.now_ms() < until);
+            if !self.out.is_empty() && !holding {
                 match self.poll_write_some(cx) {
                     Poll::Ready(Ok(())) => progressed = true,
                     Poll::Ready(Err(e)) => return Poll::Ready(e),
@@ -272,6 +359,8 @@ impl Writer {
     }
 
     fn handle_command(&mut self, command: WriterCommand) {
+        // Replies and statuses go out at once, with whatever audio was held.
+        self.hold_until = None;
         match command {
             WriterCommand::Send(mut bytes) => self.out.append(&mut bytes),
             WriterCommand::Play(start) => {
@@ -442,6 +531,15 @@ impl Player {
             }
         }
         LagAction::Continue
+    }
+
+    /// Whether `packet` may wait for the next video frame before it is written: a live
+    /// player's audio frame on a stream that has video.
+    fn may_hold(&self, packet: &MediaPacket, audio_merge_ms: u64) -> bool {
+        audio_merge_ms > 0
+            && !self.recorded
+            && self.has_video
+            && matches!(packet, MediaPacket::Frame(frame) if frame.track() == TrackKind::Audio)
     }
 
     /// Whether audio of `codec` goes to this player: the first audio codec FLV carries that the
