@@ -482,6 +482,45 @@ fn urls_differing_in_query_are_different_pulls() {
     );
 }
 
+/// A stop (SIGTERM) with cameras being pulled ends every RTSP session cleanly: exit status 0 and
+/// no panic in the log (a session dropped after its runtime is gone used to panic, once per pull).
+#[test]
+fn server_stops_cleanly_while_pulling_cameras() {
+    let cam = Camera::start(CameraOpts::default().no_auth());
+    let mut server = start_server(&[]);
+    for channel in 1..=2 {
+        let body = json!({ "uri": format!("{}?channel={channel}", cam.url()) });
+        let (status, v) = server.rtsp("startup", &body);
+        assert_eq!(status, 200, "startup of channel {channel}: {v}");
+    }
+    let (ok, pulls) = server.wait_pulls(secs(15), |p| {
+        p.len() == 2 && p.iter().all(|p| p["status"] == "PLAYING")
+    });
+    assert!(ok, "expected two PLAYING pulls: {pulls:?}");
+    let status = server.terminate(secs(10));
+    let log = server.log();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status after SIGTERM: {status:?}; log:\n{}",
+        tail(&log, 40)
+    );
+    assert!(
+        !log.contains("panicked"),
+        "panic while stopping:\n{}",
+        tail(&log, 40)
+    );
+    let stopped = log
+        .lines()
+        .filter(|l| l.contains("RTSP pull stopped") && l.contains("server shutting down"))
+        .count();
+    assert_eq!(
+        stopped,
+        2,
+        "both pulls stopped by the shutdown:\n{}",
+        tail(&log, 40)
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // REST API
 // ------------------------------------------------------------------------------------------------

@@ -213,6 +213,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     wait_for_signal().await;
     info!("shutting down");
+    stop_camera_pulls(&registry).await;
     for handle in handles {
         handle.stop(true).await;
     }
@@ -220,6 +221,20 @@ async fn run(settings: Settings) -> Result<(), String> {
         arbiter.stop();
     }
     Ok(())
+}
+
+/// Ends every camera pull while the runtimes still run: an RTSP session tears itself down from
+/// a task it spawns when dropped, which panics once the runtime is gone.
+async fn stop_camera_pulls(registry: &Addr<Registry>) {
+    let Ok(pulls) = registry.send(messages::ListPulls).await else {
+        return;
+    };
+    for pull in pulls {
+        let stop = messages::StopPull {
+            reason: "server shutting down".into(),
+        };
+        let _ = pull.send(stop).await;
+    }
 }
 
 async fn wait_for_signal() {

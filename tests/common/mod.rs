@@ -305,6 +305,23 @@ impl Server {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Sends SIGTERM and waits (at most `within`) for the process to exit; its exit status,
+    /// or `None` when it is still running.
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// True while the server process runs.
     pub fn is_alive(&mut self) -> bool {
         match self.child.as_mut() {
