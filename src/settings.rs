@@ -200,6 +200,7 @@ pub struct WebrtcSettings {
     pub connect_timeout_ms: u64,
     pub max_streams_per_session: usize,
     pub publisher_keyframe_interval_ms: u64,
+    pub viewer_max_backlog: usize,
 }
 
 impl WebrtcSettings {
@@ -390,6 +391,12 @@ impl Settings {
             return invalid(
                 "webrtc.port_min",
                 "must be at least 1 and not exceed webrtc.port_max".into(),
+            );
+        }
+        if !(16..=65536).contains(&self.webrtc.viewer_max_backlog) {
+            return invalid(
+                "webrtc.viewer_max_backlog",
+                format!("{} is outside 16..=65536", self.webrtc.viewer_max_backlog),
             );
         }
         if self.webrtc.publisher_keyframe_interval_ms < 100 {

@@ -5,8 +5,9 @@
 //! (with SPS/PPS in band); the cached frames of that snapshot go out with squeezed timestamps
 //! so the browser shows them at once instead of adding the GOP's age as delay; RTP timestamps
 //! follow the player's rebased, monotonic timeline across republishes; sequence numbers never
-//! skip; a viewer that falls behind the fan-out skips to the next keyframe and is reported,
-//! then dropped if it stays behind.
+//! skip; a viewer that falls behind the fan-out (the ring overtook it, or more than
+//! `max_backlog` packets wait for it) skips to the next keyframe and is reported, then dropped
+//! if it stays behind.
 
 use crate::stream::MediaHub;
 use bytes::Bytes;
@@ -59,6 +60,8 @@ pub struct PumpSpec {
     pub audio: Option<TrackOut>,
     pub bytes_out: Arc<AtomicU64>,
     pub max_lag_ms: u64,
+    /// Packets waiting in the fan-out beyond which the viewer skips to the next keyframe.
+    pub max_backlog: usize,
     pub events: tokio::sync::mpsc::UnboundedSender<PumpEvent>,
 }
 
@@ -121,6 +124,9 @@ struct Pump {
     timeline: Timeline,
     lag: LagTracker,
     waiting_for_keyframe: bool,
+    /// Skipping everything until the backlog is down to a quarter of the limit (then the next
+    /// keyframe resumes the viewer).
+    draining: bool,
     playing: bool,
     started: Instant,
 }
@@ -145,6 +151,7 @@ impl Pump {
             timeline: Timeline::new(),
             lag: LagTracker::new(spec.max_lag_ms),
             waiting_for_keyframe: spec.video.is_some(),
+            draining: false,
             playing: false,
             started: Instant::now(),
         }
@@ -172,6 +179,27 @@ impl Pump {
                 }
                 Err(RecvError::Closed) => return format!("stream {} closed", spec.name),
             };
+            // The ring holds seconds of media: a viewer the server cannot keep up with (its CPU
+            // is short) would fall that far behind before the ring overtakes it.
+            let backlog = receiver.len();
+            if !self.draining && backlog > spec.max_backlog {
+                self.draining = true;
+                self.waiting_for_keyframe = self.video.is_some();
+                let action = self.lag.dropped(self.now_ms(), backlog as u64);
+                if let Some(reason) = self.verdict(action, spec) {
+                    return reason;
+                }
+            }
+            if self.draining {
+                if backlog > spec.max_backlog / 4 {
+                    // Frames only: configurations and publish events still apply.
+                    if matches!(packet, MediaPacket::Frame(_)) {
+                        continue;
+                    }
+                } else {
+                    self.draining = false;
+                }
+            }
             if let Err(reason) = self.packet(&packet, None, spec).await {
                 return reason;
             }

@@ -522,6 +522,7 @@ impl WebrtcViewer {
             audio: negotiated.audio.take(),
             bytes_out,
             max_lag_ms: self.context.stream.player_max_lag_ms,
+            max_backlog: self.context.settings.viewer_max_backlog,
             events,
         };
         let pc = self.pc.as_ref().map(PeerGuard::connection);
