@@ -23,11 +23,11 @@ pub struct Window {
 }
 
 impl Window {
-    fn contains(&self, at: Instant) -> bool {
+    pub(crate) fn contains(&self, at: Instant) -> bool {
         self.start.get().is_some_and(|s| at >= s) && self.end.get().is_none_or(|e| at < e)
     }
 
-    fn over(&self, at: Instant) -> bool {
+    pub(crate) fn over(&self, at: Instant) -> bool {
         self.end.get().is_some_and(|e| at >= e)
     }
 }
@@ -50,7 +50,7 @@ impl Recorder {
         }
     }
 
-    fn bytes(&mut self, n: usize) {
+    pub(crate) fn bytes(&mut self, n: usize) {
         if self.window.contains(Instant::now()) {
             self.count.bytes += n as u64;
         }
@@ -58,6 +58,11 @@ impl Recorder {
 
     /// `frames` video frames arrived; `first` is the first one's AVCC bytes.
     fn video(&mut self, frames: u64, first: Option<&[u8]>) {
+        self.video_stamped(frames, first.and_then(stamp::read));
+    }
+
+    /// `frames` video frames arrived; `sent_us` is the first one's stamp, if it had one.
+    pub(crate) fn video_stamped(&mut self, frames: u64, sent_us: Option<u64>) {
         let now = Instant::now();
         if self.count.first_frame_us.is_none() {
             self.count.first_frame_us = Some(now.duration_since(self.opened).as_micros() as u64);
@@ -66,14 +71,14 @@ impl Recorder {
             return;
         }
         self.count.video_frames += frames;
-        if let Some(sent) = first.and_then(stamp::read) {
+        if let Some(sent) = sent_us {
             self.delay
                 .borrow_mut()
                 .record(stamp::now_us().saturating_sub(sent));
         }
     }
 
-    fn audio(&mut self, frames: u64) {
+    pub(crate) fn audio(&mut self, frames: u64) {
         if self.window.contains(Instant::now()) {
             self.count.audio_frames += frames;
         }
@@ -126,38 +131,8 @@ pub async fn websocket(url: String, mut rec: Recorder) -> PlayerCount {
 }
 
 async fn websocket_session(url: &str, rec: &mut Recorder) -> Result<(), String> {
-    let rest = url.strip_prefix("ws://").ok_or("not a ws:// URL")?;
-    let (host, path) = rest.split_once('/').ok_or("no path in the URL")?;
-    let mut socket = TcpStream::connect(host)
-        .await
-        .map_err(|e| format!("connect {host}: {e}"))?;
-    socket.set_nodelay(true).ok();
-    let request = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    socket
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let (mut socket, mut buf) = ws_open(url).await?;
     let mut chunk = vec![0u8; 64 * 1024];
-    // The HTTP answer.
-    let body_start = loop {
-        let n = socket.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed during the WebSocket handshake".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            if !buf.starts_with(b"HTTP/1.1 101") {
-                let line = String::from_utf8_lossy(&buf[..end]);
-                return Err(format!("no upgrade: {}", line.lines().next().unwrap_or("")));
-            }
-            break end + 4;
-        }
-    };
-    buf.drain(..body_start);
     let mut tracks = fmp4::Tracks::default();
     loop {
         while let Some((opcode, payload_at, len)) = frame_at(&buf) {
@@ -199,8 +174,46 @@ async fn websocket_session(url: &str, rec: &mut Recorder) -> Result<(), String> 
     }
 }
 
+/// Opens a WebSocket to `ws://HOST:PORT/PATH?QUERY`: the connected socket and whatever the server
+/// sent after its handshake answer.
+pub(crate) async fn ws_open(url: &str) -> Result<(TcpStream, Vec<u8>), String> {
+    let rest = url.strip_prefix("ws://").ok_or("not a ws:// URL")?;
+    let (host, path) = rest.split_once('/').ok_or("no path in the URL")?;
+    let mut socket = TcpStream::connect(host)
+        .await
+        .map_err(|e| format!("connect {host}: {e}"))?;
+    socket.set_nodelay(true).ok();
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    let mut chunk = vec![0u8; 16 * 1024];
+    // The HTTP answer.
+    let body_start = loop {
+        let n = socket.read(&mut chunk).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed during the WebSocket handshake".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if !buf.starts_with(b"HTTP/1.1 101") {
+                let line = String::from_utf8_lossy(&buf[..end]);
+                return Err(format!("no upgrade: {}", line.lines().next().unwrap_or("")));
+            }
+            break end + 4;
+        }
+    };
+    buf.drain(..body_start);
+    Ok((socket, buf))
+}
+
 /// A complete unmasked server frame at the start of `buf`: (opcode, payload offset, length).
-fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
+pub(crate) fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
     let (b0, b1) = (*buf.first()?, *buf.get(1)?);
     let (len, at) = match b1 & 0x7f {
         126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
@@ -210,19 +223,22 @@ fn frame_at(buf: &[u8]) -> Option<(u8, usize, usize)> {
         }
         n => (n as usize, 2),
     };
-    (buf.len() >= at + len).then_some((b0 & 0x0f, at, len))
+    (buf.len() >= len.checked_add(at)?).then_some((b0 & 0x0f, at, len))
 }
 
-/// A client frame (clients must mask; a zero mask keeps the payload as it is).
-fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![
-        0x80 | opcode,
-        0x80 | payload.len().min(125) as u8,
-        0,
-        0,
-        0,
-        0,
-    ];
-    out.extend_from_slice(&payload[..payload.len().min(125)]);
+/// A client frame (clients must mask; a zero mask keeps the payload as it is), at most 65535
+/// bytes of payload (SDP fits; longer payloads are cut).
+pub(crate) fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let payload = &payload[..payload.len().min(u16::MAX as usize)];
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.push(0x80 | opcode);
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(payload);
     out
 }

@@ -83,6 +83,15 @@ pub struct PlayerCount {
     pub first_frame_us: Option<u64>,
     /// Why it stopped early, if it did.
     pub error: Option<String>,
+    /// WebRTC subscribers: RTP packets of each kind, and their payload bytes (without RTP
+    /// header and SRTP tag), inside the window.
+    pub video_packets: u64,
+    pub audio_packets: u64,
+    pub payload_bytes: u64,
+    /// WebRTC subscribers: the SRTP protection profile DTLS negotiated, and the frame starts
+    /// whose SRTP packets did not decrypt.
+    pub srtp_profile: Option<&'static str>,
+    pub decrypt_errors: u64,
 }
 
 /// min / median / max of a list.
