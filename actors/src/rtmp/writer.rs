@@ -304,12 +304,14 @@ impl Writer {
                     let now = self.started.elapsed().as_millis() as u64;
                     let verdict = match item {
                         Item::Packet(packet) => {
-                            if player.may_hold(&packet, self.limits.audio_merge_ms) {
-                                self.hold_until
-                                    .get_or_insert(now + self.limits.audio_merge_ms);
-                            } else {
+                            if !player.may_hold(&packet, self.limits.audio_merge_ms) {
                                 self.hold_until = None;
+                            } else if self.out.is_empty() {
+                                self.hold_until = Some(now + self.limits.audio_merge_ms);
                             }
+                            // Else audio joins what is queued: held audio (still held), or
+                            // bytes due now (a video frame queued in this same wake-up), which
+                            // are never held back for audio that follows them.
                             player.packet(&packet, &mut self.out, self.limits.max_queued_bytes, now)
                         }
                         Item::Lagged(n) => {
