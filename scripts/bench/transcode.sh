@@ -6,13 +6,13 @@
 # usage: scripts/bench/transcode.sh [ROUNDS]   (LOADGEN_BIN: use this binary)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/lib.sh
 rounds=${1:-5}
 if [[ -z "${LOADGEN_BIN:-}" ]]; then
   cargo build --release -p mediarouter-loadgen >&2
 fi
 LOADGEN_BIN=${LOADGEN_BIN:-target/release/loadgen}
-media=target/bench-media/720p30-2m.mp4
-[[ -s $media ]] || { echo "no $media: run scripts/bench/fanout.sh once (it encodes it)" >&2; exit 1; }
+media=$(bench_media)
 
 ours=$(taskset -c 1 "$LOADGEN_BIN" transcode --file "$media" --rounds "$rounds")
 seconds=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['audio_seconds'] / $rounds)" "$ours")

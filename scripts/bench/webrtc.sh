@@ -39,16 +39,7 @@ if [[ -z "${MR_BIN:-}" || -z "${LOADGEN_BIN:-}" ]]; then
   flock /tmp/cargo.lock cargo build --release -p mediarouter -p mediarouter-loadgen >&2
 fi
 
-media=target/bench-media/720p30-2m.mp4
-if [[ ! -s $media ]]; then
-  mkdir -p "$(dirname "$media")"
-  echo "encoding $media" >&2
-  ffmpeg -hide_banner -loglevel error -nostdin -f lavfi -i testsrc2=size=1280x720:rate=30 \
-    -f lavfi -i sine=frequency=440:sample_rate=44100 -t 30 \
-    -c:v libx264 -profile:v main -preset veryfast -bf 0 -pix_fmt yuv420p \
-    -b:v 2M -maxrate 2M -bufsize 2M -g 60 -keyint_min 60 -sc_threshold 0 \
-    -c:a aac -b:a 128k -ac 2 -movflags +faststart -y "$media"
-fi
+media=$(bench_media)
 
 work=$(mktemp -d)
 pids=()

@@ -7,58 +7,97 @@
 
 use crate::rtmp::{Conn, RtmpUrl};
 use crate::stamp;
-use bytes::{BufMut, BytesMut};
 use mediarouter_core::codec::flv;
-use mediarouter_core::media::TrackKind;
+use mediarouter_core::media::{Frame, TrackConfig, TrackKind};
 use mediarouter_core::vod::VodFile;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A media file played in real time, in a loop, for every publisher of the load.
+pub struct Replay {
+    media: VodFile,
+    loop_us: i64,
+    start: Instant,
+    end: Instant,
+    offset_us: i64,
+    first_dts: Option<i64>,
+}
+
+impl Replay {
+    pub fn open(file: &Path) -> Result<Replay, String> {
+        let media = VodFile::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let loop_us = media.info().duration_ms as i64 * 1000;
+        if loop_us <= 0 {
+            return Err("the file has no duration".into());
+        }
+        let now = Instant::now();
+        Ok(Replay {
+            media,
+            loop_us,
+            start: now,
+            end: now,
+            offset_us: 0,
+            first_dts: None,
+        })
+    }
+
+    pub fn configs(&self) -> Vec<TrackConfig> {
+        self.media.configs()
+    }
+
+    /// Starts the clock: frames are due from now on, for `seconds`.
+    pub fn begin(&mut self, seconds: f64) {
+        self.start = Instant::now();
+        self.end = self.start + Duration::from_secs_f64(seconds);
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+
+    /// The next frame and its time since the start (µs, growing across loops), once that time
+    /// has come; `None` when the time is up.
+    pub async fn next(&mut self) -> Result<Option<(Frame, i64)>, String> {
+        while Instant::now() < self.end {
+            let Some(frame) = self.media.next_frame().map_err(|e| e.to_string())? else {
+                self.media.seek(0).map_err(|e| e.to_string())?;
+                self.offset_us += self.loop_us;
+                continue;
+            };
+            let first = *self.first_dts.get_or_insert(frame.dts_us);
+            let at_us = frame.dts_us - first + self.offset_us;
+            let due = self.start + Duration::from_micros(at_us.max(0) as u64);
+            tokio::time::sleep_until(due.into()).await;
+            return Ok(Some((frame, at_us)));
+        }
+        Ok(None)
+    }
+}
+
 pub async fn run(url: &str, file: &Path, seconds: f64) -> Result<Value, String> {
     let url = RtmpUrl::parse(url)?;
-    let mut media = VodFile::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let loop_us = media.info().duration_ms as i64 * 1000;
-    if loop_us <= 0 {
-        return Err("the file has no duration".into());
-    }
+    let mut replay = Replay::open(file)?;
     let mut conn = Conn::open(&url).await?;
     let stream = conn.publish(&url.name).await?;
-    for config in media.configs() {
+    for config in replay.configs() {
         if let Some(header) = flv::config_header(&config) {
             let type_id = flv::message_type(config.codec);
             conn.send_media(stream, type_id, 0, header.as_slice(), &config.data)
                 .await?;
         }
     }
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(seconds);
-    let (mut offset_us, mut first_dts) = (0i64, None);
+    replay.begin(seconds);
     let (mut video, mut audio) = (0u64, 0u64);
-    while Instant::now() < end {
-        let frame = match media.next_frame().map_err(|e| e.to_string())? {
-            Some(frame) => frame,
-            None => {
-                media.seek(0).map_err(|e| e.to_string())?;
-                offset_us += loop_us;
-                continue;
-            }
-        };
-        let first = *first_dts.get_or_insert(frame.dts_us);
-        let at_us = frame.dts_us - first + offset_us;
-        let due = start + Duration::from_micros(at_us.max(0) as u64);
-        tokio::time::sleep_until(due.into()).await;
+    while let Some((frame, at_us)) = replay.next().await? {
         let Some(header) = flv::frame_header(&frame) else {
             continue;
         };
         let ts = (at_us / 1000) as u32;
         let type_id = flv::message_type(frame.codec);
         if frame.track() == TrackKind::Video {
-            let sei = stamp::sei(stamp::now_us());
-            let mut body = BytesMut::with_capacity(sei.len() + frame.payload.len());
-            body.put_slice(&sei);
-            body.put_slice(&frame.payload);
-            conn.send_media(stream, type_id, ts, header.as_slice(), &body.freeze())
+            let body = stamp::stamped(&frame.payload);
+            conn.send_media(stream, type_id, ts, header.as_slice(), &body)
                 .await?;
             video += 1;
         } else {
@@ -67,7 +106,5 @@ pub async fn run(url: &str, file: &Path, seconds: f64) -> Result<Value, String> 
             audio += 1;
         }
     }
-    Ok(
-        json!({ "video_frames": video, "audio_frames": audio, "seconds": start.elapsed().as_secs_f64() }),
-    )
+    Ok(json!({ "video_frames": video, "audio_frames": audio, "seconds": replay.elapsed_s() }))
 }

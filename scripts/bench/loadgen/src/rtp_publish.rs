@@ -15,16 +15,15 @@
 //! frame is packetized; SSRCs are fixed, sequence numbers and timestamps keep growing (modulo
 //! 2^16 / 2^32) across loops of the file, so the receiver sees one unbroken stream.
 
+use crate::publish::Replay;
 use crate::stamp;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use mediarouter_core::codec::audio::AacToOpus;
 use mediarouter_core::codec::rtp::{packetize_h264, H264Params, DEFAULT_MTU};
 use mediarouter_core::media::Codec;
-use mediarouter_core::vod::VodFile;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 pub const VIDEO_PT: u8 = 96;
@@ -108,12 +107,8 @@ fn rtp_time(us: i64, clock_hz: i64) -> u32 {
 
 pub async fn run(destinations: &str, file: &Path, seconds: f64) -> Result<Value, String> {
     let (video_to, audio_to) = parse_destinations(destinations)?;
-    let mut media = VodFile::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let loop_us = media.info().duration_ms as i64 * 1000;
-    if loop_us <= 0 {
-        return Err("the file has no duration".into());
-    }
-    let configs = media.configs();
+    let mut replay = Replay::open(file)?;
+    let configs = replay.configs();
     let params = configs
         .iter()
         .find(|c| c.codec == Codec::H264)
@@ -139,30 +134,12 @@ pub async fn run(destinations: &str, file: &Path, seconds: f64) -> Result<Value,
     let mut audio = RtpStream::new(audio_to, AUDIO_PT, AUDIO_SSRC);
     let mut buf = BytesMut::with_capacity(12 + DEFAULT_MTU);
 
-    let start = Instant::now();
-    let end = start + Duration::from_secs_f64(seconds);
-    let (mut offset_us, mut first_dts) = (0i64, None);
+    replay.begin(seconds);
     let (mut video_frames, mut audio_frames, mut transcode_errors) = (0u64, 0u64, 0u64);
-    while Instant::now() < end {
-        let frame = match media.next_frame().map_err(|e| e.to_string())? {
-            Some(frame) => frame,
-            None => {
-                media.seek(0).map_err(|e| e.to_string())?;
-                offset_us += loop_us;
-                continue;
-            }
-        };
-        let first = *first_dts.get_or_insert(frame.dts_us);
-        let at_us = frame.dts_us - first + offset_us;
-        let due = start + Duration::from_micros(at_us.max(0) as u64);
-        tokio::time::sleep_until(due.into()).await;
+    while let Some((frame, at_us)) = replay.next().await? {
         match frame.codec {
             Codec::H264 => {
-                let sei = stamp::sei(stamp::now_us());
-                let mut body = BytesMut::with_capacity(sei.len() + frame.payload.len());
-                body.put_slice(&sei);
-                body.put_slice(&frame.payload);
-                let body: Bytes = body.freeze();
+                let body = stamp::stamped(&frame.payload);
                 let payloads = packetize_h264(&body, frame.keyframe, Some(&params), DEFAULT_MTU);
                 // RTP carries presentation time.
                 let timestamp = rtp_time(at_us + i64::from(frame.cts_us), VIDEO_CLOCK_HZ);
@@ -203,7 +180,7 @@ pub async fn run(destinations: &str, file: &Path, seconds: f64) -> Result<Value,
         "audio": audio.report(),
         "transcode_errors": transcode_errors,
         "profile_level_id": params.profile_level_id,
-        "seconds": start.elapsed().as_secs_f64(),
+        "seconds": replay.elapsed_s(),
     }))
 }
 

@@ -24,6 +24,15 @@ pub fn sei(unix_us: u64) -> [u8; 4 + NAL_LEN] {
     out
 }
 
+/// An AVCC frame with our SEI, stamped now, in front of its NAL units.
+pub fn stamped(avcc: &[u8]) -> bytes::Bytes {
+    let sei = sei(now_us());
+    let mut body = bytes::BytesMut::with_capacity(sei.len() + avcc.len());
+    body.extend_from_slice(&sei);
+    body.extend_from_slice(avcc);
+    body.freeze()
+}
+
 /// The stamp of an AVCC frame (NAL units with 4-byte lengths) that starts with our SEI.
 pub fn read(avcc: &[u8]) -> Option<u64> {
     let nal = avcc.get(4..4 + NAL_LEN)?;
