@@ -223,18 +223,22 @@ async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Ends every camera pull while the runtimes still run: an RTSP session tears itself down from
-/// a task it spawns when dropped, which panics once the runtime is gone.
+/// Ends every camera pull, and refuses new ones, while the runtimes still run: an RTSP session
+/// tears itself down from a task it spawns when dropped, which panics once the runtime is gone.
+/// Bounded: a stop never waits long for this.
 async fn stop_camera_pulls(registry: &Addr<Registry>) {
-    let Ok(pulls) = registry.send(messages::ListPulls).await else {
-        return;
-    };
-    for pull in pulls {
-        let stop = messages::StopPull {
-            reason: "server shutting down".into(),
+    let stop_all = async {
+        let Ok(pulls) = registry.send(messages::ClosePulls).await else {
+            return;
         };
-        let _ = pull.send(stop).await;
-    }
+        let stops = pulls.iter().map(|pull| {
+            pull.send(messages::StopPull {
+                reason: "server shutting down".into(),
+            })
+        });
+        futures_util::future::join_all(stops).await;
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), stop_all).await;
 }
 
 async fn wait_for_signal() {

@@ -238,7 +238,15 @@ pub struct PullHandle {
 pub enum PullError {
     #[error("camera {0} is already pulled")]
     AlreadyPulled(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
 }
+
+/// main → Registry at shutdown: refuse new camera pulls from now on; answers every pull, for
+/// main to stop.
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<RtspPull>>")]
+pub struct ClosePulls;
 
 /// REST → Registry: every pull.
 #[derive(Message)]

@@ -39,6 +39,8 @@ pub struct Registry {
     file_loops: BTreeMap<StreamName, Addr<FileLoop>>,
     pulls: BTreeMap<String, PullEntry>,
     next_instance: u64,
+    /// Shutting down: no new camera pulls.
+    closing: bool,
 }
 
 impl Registry {
@@ -59,6 +61,7 @@ impl Registry {
             file_loops: BTreeMap::new(),
             pulls: BTreeMap::new(),
             next_instance: 1,
+            closing: false,
         }
     }
 
@@ -170,6 +173,9 @@ impl Handler<EnsurePull> for Registry {
     type Result = Result<PullHandle, PullError>;
 
     fn handle(&mut self, msg: EnsurePull, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closing {
+            return Err(PullError::ShuttingDown);
+        }
         let key = msg.camera.key().to_string();
         if let Some(entry) = self.pulls.get(&key).filter(|e| e.pull.connected()) {
             if !msg.on_demand {
@@ -220,6 +226,15 @@ impl Handler<ListPulls> for Registry {
     type Result = MessageResult<ListPulls>;
 
     fn handle(&mut self, _: ListPulls, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.pulls.values().map(|e| e.pull.clone()).collect())
+    }
+}
+
+impl Handler<ClosePulls> for Registry {
+    type Result = MessageResult<ClosePulls>;
+
+    fn handle(&mut self, _: ClosePulls, _: &mut Context<Self>) -> Self::Result {
+        self.closing = true;
         MessageResult(self.pulls.values().map(|e| e.pull.clone()).collect())
     }
 }

@@ -97,6 +97,23 @@ impl CommandReceiver {
         if self.registered && self.owed.load(Ordering::Acquire) <= self.received {
             return Poll::Pending;
         }
+        // Drained without the task's cooperative budget, so that draining many commands never
+        // ends on a budget-`Pending` mistaken for "waker registered".
+        match self.receiver.try_recv() {
+            Ok(command) => {
+                self.received += 1;
+                self.registered = false;
+                return Poll::Ready(Some(command));
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => return Poll::Ready(None),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        // Empty: leave our waker with the channel. With no budget left `poll_recv` would answer
+        // `Pending` without registering it; come back on the next poll instead.
+        if !tokio::task::coop::has_budget_remaining() {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         let polled = self.receiver.poll_recv(cx);
         match polled {
             Poll::Ready(Some(_)) => {
@@ -272,6 +289,9 @@ impl Writer {
             }
         }
         if self.tick.poll_tick(cx).is_ready() {
+            // A tick that fired is armed again only by the next poll: do it now, so the writer
+            // wakes every 500 ms whatever else happens (held audio relies on it).
+            let _ = self.tick.poll_tick(cx);
             let now = self.now_ms();
             // A recorded player is held back, never dropped for being slow.
             if let Some(player) = self.player.as_mut().filter(|p| !p.recorded) {
@@ -339,8 +359,9 @@ impl Writer {
             if player_done {
                 self.player = None;
             }
-            // Held audio goes out with the next video frame, or by its deadline (the lag tick
-            // wakes the writer at least every 500 ms should the stream fall silent).
+            // Held audio goes out with the next video frame, or at the first wake-up past its
+            // deadline: the next packet while the stream flows, the 500 ms lag tick should it
+            // fall silent.
             let holding = self.hold_until.is_some_and(|until| self.now_ms() < until);
             if !self.out.is_empty() && !holding {
                 match self.poll_write_some(cx) {

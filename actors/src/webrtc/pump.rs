@@ -124,9 +124,12 @@ struct Pump {
     timeline: Timeline,
     lag: LagTracker,
     waiting_for_keyframe: bool,
-    /// Skipping everything until the backlog is down to a quarter of the limit (then the next
-    /// keyframe resumes the viewer).
+    /// Skipping frames until the backlog is down to a quarter of the limit, or a keyframe comes
+    /// within the limit.
     draining: bool,
+    /// The backlog has been near zero once: what queued up during the GOP burst at the start
+    /// does not count as falling behind.
+    near_live: bool,
     playing: bool,
     started: Instant,
 }
@@ -152,6 +155,7 @@ impl Pump {
             lag: LagTracker::new(spec.max_lag_ms),
             waiting_for_keyframe: spec.video.is_some(),
             draining: false,
+            near_live: false,
             playing: false,
             started: Instant::now(),
         }
@@ -182,22 +186,25 @@ impl Pump {
             // The ring holds seconds of media: a viewer the server cannot keep up with (its CPU
             // is short) would fall that far behind before the ring overtakes it.
             let backlog = receiver.len();
-            if !self.draining && backlog > spec.max_backlog {
+            self.near_live |= backlog <= spec.max_backlog / 4;
+            if self.near_live && !self.draining && backlog > spec.max_backlog {
                 self.draining = true;
                 self.waiting_for_keyframe = self.video.is_some();
-                let action = self.lag.dropped(self.now_ms(), backlog as u64);
-                if let Some(reason) = self.verdict(action, spec) {
-                    return reason;
-                }
             }
             if self.draining {
-                if backlog > spec.max_backlog / 4 {
-                    // Frames only: configurations and publish events still apply.
-                    if matches!(packet, MediaPacket::Frame(_)) {
-                        continue;
-                    }
-                } else {
+                let keyframe =
+                    matches!(&packet, MediaPacket::Frame(f) if f.keyframe && self.is_video(f));
+                if backlog <= spec.max_backlog / 4 || (keyframe && backlog <= spec.max_backlog) {
                     self.draining = false;
+                    // Live again: waiting for the next keyframe is not being behind.
+                    self.lag.caught_up();
+                } else if matches!(packet, MediaPacket::Frame(_)) {
+                    // Frames only: configurations and publish events still apply.
+                    let action = self.lag.dropped(self.now_ms(), 1);
+                    if let Some(reason) = self.verdict(action, spec) {
+                        return reason;
+                    }
+                    continue;
                 }
             }
             if let Err(reason) = self.packet(&packet, None, spec).await {
