@@ -9,9 +9,7 @@
 //! detaches from its streams, and its backend hears the disconnect if the connect was allowed;
 //! peer input never panics, it closes this connection at worst.
 
-use super::writer::{
-    command_channel, CommandSender, Feed, PlayStart, Writer, WriterCommand, WriterLimits,
-};
+use super::writer::{Feed, PlayStart, Writer, WriterCommand, WriterLimits};
 use crate::access::{Attach, Gate, Pass};
 use crate::messages::*;
 use crate::registry::Registry;
@@ -34,6 +32,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_util::codec::{BytesCodec, FramedRead};
 use tracing::{debug, info, warn};
 
@@ -93,7 +92,7 @@ pub struct RtmpConnection {
     registry: Addr<Registry>,
     settings: Arc<ConnectionSettings>,
     session: ServerSession,
-    writer: CommandSender,
+    writer: mpsc::Sender<WriterCommand>,
     /// The application the connect named (its first path segment).
     app: Option<String>,
     /// The rest of the connect's path (`rtmp://HOST/APP/SUB/NAME`: `SUB`), put before every
@@ -138,7 +137,7 @@ impl RtmpConnection {
                 BytesCodec::new(),
                 64 * 1024,
             ));
-            let (tx, rx) = command_channel(WRITER_QUEUE);
+            let (tx, rx) = mpsc::channel(WRITER_QUEUE);
             let limits = WriterLimits {
                 max_queued_bytes: settings.stream.player_max_queued_bytes,
                 max_lag_ms: settings.stream.player_max_lag_ms,
@@ -190,7 +189,7 @@ impl RtmpConnection {
     }
 
     fn command(&mut self, command: WriterCommand, ctx: &mut Context<Self>) {
-        if !self.writer.send(command) {
+        if self.writer.try_send(command).is_err() {
             self.close(ctx, "writer queue full or closed");
         }
     }

@@ -39,94 +39,6 @@ const MAX_IOV: usize = 256;
 /// Packets handled per wake-up before yielding to other connections on this thread.
 const BUDGET: usize = 512;
 
-/// The connection actor's end of the command channel. Each command is counted before it is
-/// sent (and the drop, which closes the channel, counts as one), so the writer looks at the
-/// channel only when something is owed: an empty channel's poll costs a cache miss or two per
-/// player per frame, measurable at a thousand players.
-pub struct CommandSender {
-    sender: mpsc::Sender<WriterCommand>,
-    owed: Arc<AtomicU64>,
-}
-
-impl CommandSender {
-    /// Queues `command`; false when the queue is full or the writer is gone.
-    pub fn send(&self, command: WriterCommand) -> bool {
-        self.owed.fetch_add(1, Ordering::Release);
-        self.sender.try_send(command).is_ok()
-    }
-}
-
-impl Drop for CommandSender {
-    fn drop(&mut self) {
-        // Counted before the channel closes, so the writer polls and sees the end.
-        self.owed.fetch_add(1, Ordering::Release);
-    }
-}
-
-pub struct CommandReceiver {
-    receiver: mpsc::Receiver<WriterCommand>,
-    owed: Arc<AtomicU64>,
-    received: u64,
-    /// Whether the channel holds our waker: its last poll was `Pending`. A channel wake
-    /// consumes the waker, but it only comes with a command or the close, both counted first.
-    registered: bool,
-}
-
-/// A bounded command channel from a connection actor to its writer.
-pub fn command_channel(capacity: usize) -> (CommandSender, CommandReceiver) {
-    let (sender, receiver) = mpsc::channel(capacity);
-    let owed = Arc::new(AtomicU64::new(0));
-    (
-        CommandSender {
-            sender,
-            owed: Arc::clone(&owed),
-        },
-        CommandReceiver {
-            receiver,
-            owed,
-            received: 0,
-            registered: false,
-        },
-    )
-}
-
-impl CommandReceiver {
-    /// The next command, `Ready(None)` once the sender is gone; `Pending` without touching the
-    /// channel when nothing is owed and the channel already holds the waker.
-    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<WriterCommand>> {
-        if self.registered && self.owed.load(Ordering::Acquire) <= self.received {
-            return Poll::Pending;
-        }
-        // Drained without the task's cooperative budget, so that draining many commands never
-        // ends on a budget-`Pending` mistaken for "waker registered".
-        match self.receiver.try_recv() {
-            Ok(command) => {
-                self.received += 1;
-                self.registered = false;
-                return Poll::Ready(Some(command));
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => return Poll::Ready(None),
-            Err(mpsc::error::TryRecvError::Empty) => {}
-        }
-        // Empty: leave our waker with the channel. With no budget left `poll_recv` would answer
-        // `Pending` without registering it; come back on the next poll instead.
-        if !tokio::task::coop::has_budget_remaining() {
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        let polled = self.receiver.poll_recv(cx);
-        match polled {
-            Poll::Ready(Some(_)) => {
-                self.received += 1;
-                self.registered = false;
-            }
-            Poll::Ready(None) => {}
-            Poll::Pending => self.registered = true,
-        }
-        polled
-    }
-}
-
 /// What the connection actor asks of its writer.
 pub enum WriterCommand {
     /// Write these bytes (replies, statuses) in order with everything else.
@@ -225,7 +137,7 @@ struct Player {
 
 pub struct Writer {
     socket: OwnedWriteHalf,
-    commands: CommandReceiver,
+    commands: mpsc::Receiver<WriterCommand>,
     out: OutQueue,
     player: Option<Player>,
     limits: WriterLimits,
@@ -240,7 +152,7 @@ pub struct Writer {
 impl Writer {
     pub fn new(
         socket: OwnedWriteHalf,
-        commands: CommandReceiver,
+        commands: mpsc::Receiver<WriterCommand>,
         limits: WriterLimits,
         peer: SocketAddr,
     ) -> Self {
