@@ -15,6 +15,7 @@ pub use publisher::{PublisherSpec, WebrtcPublisher};
 pub use viewer::{ToClient, ViewerSignal, ViewerSpec, WebrtcViewer};
 
 use mediarouter_core::settings::{StreamSettings, WebrtcSettings};
+use rtc::rtp_transceiver::rtp_sender::{RTCPFeedback, RtpCodecKind};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -50,6 +51,49 @@ impl Drop for PeerGuard {
             runtime.spawn(async move {
                 let _ = pc.close().await;
             });
+        }
+    }
+}
+
+/// Which way media flows on a peer connection, and so which RTCP machinery it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// Sends media: answers NACKs from its send history, sends sender reports, and hands the
+    /// browser's keyframe requests to the application.
+    Viewer,
+    /// Receives media: asks for retransmissions and sends receiver reports.
+    Publisher,
+}
+
+impl PeerRole {
+    /// The interceptors of this role, and the RTCP feedback (nack, nack pli) it announces on
+    /// `engine`'s video codecs. Each interceptor is a stage every packet passes, so a peer gets
+    /// only those for its own direction (a viewer sends hundreds of packets a second).
+    fn interceptors(self, engine: &mut MediaEngine) -> Registry {
+        use rtc::interceptor::{
+            NackGeneratorBuilder, NackResponderBuilder, ReceiverReportBuilder, SenderReportBuilder,
+            Slot,
+        };
+        for parameter in ["", "pli"] {
+            engine.register_feedback(
+                RTCPFeedback {
+                    typ: "nack".to_owned(),
+                    parameter: parameter.to_owned(),
+                },
+                RtpCodecKind::Video,
+            );
+        }
+        match self {
+            PeerRole::Viewer => Registry::new()
+                .with(Slot::NackResponder, NackResponderBuilder::new().build())
+                .with(Slot::SenderReport, SenderReportBuilder::new().build())
+                .with(
+                    Slot::Custom(feedback::SLOT),
+                    feedback::KeyframeRequestMarker::default(),
+                ),
+            PeerRole::Publisher => Registry::new()
+                .with(Slot::NackGenerator, NackGeneratorBuilder::new().build())
+                .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build()),
         }
     }
 }
@@ -109,6 +153,7 @@ impl WebrtcContext {
     /// Builds a peer connection on a free port of the range, with `media_engine`'s codecs.
     pub async fn connect(
         &self,
+        role: PeerRole,
         media_engine: MediaEngine,
         handler: Arc<dyn PeerConnectionEventHandler>,
     ) -> Result<(PeerGuard, u16), String> {
@@ -142,14 +187,9 @@ impl WebrtcContext {
                 .iter()
                 .map(|ip| SocketAddr::new(*ip, port))
                 .collect();
-            // NACK (retransmissions), RTCP reports and viewers' keyframe requests; NACK
-            // registers its RTCP feedback (nack, nack pli) on the engine's codecs. A build consumes both, so each attempt makes its own.
+            // A build consumes both, so each attempt makes its own.
             let mut engine = media_engine.clone();
-            let registry = webrtc::peer_connection::configure_nack(Registry::new(), &mut engine);
-            let registry = webrtc::peer_connection::configure_rtcp_reports(registry).with(
-                rtc::interceptor::Slot::Custom(feedback::SLOT),
-                feedback::KeyframeRequestMarker::default(),
-            );
+            let registry = role.interceptors(&mut engine);
             let built = PeerConnectionBuilder::new()
                 .with_configuration(RTCConfigurationBuilder::new().build())
                 .with_media_engine(engine)

@@ -13,7 +13,7 @@
 //! `KEYFRAME_MIN_GAP`; stopping for any reason unpublishes and closes the peer connection.
 
 use super::viewer::{EventForwarder, PeerEvent, ToClient, ViewerSignal};
-use super::{PeerGuard, WebrtcContext};
+use super::{PeerGuard, PeerRole, WebrtcContext};
 use crate::access::{Attach, Pass};
 use crate::messages::*;
 use crate::registry::Registry;
@@ -171,7 +171,9 @@ impl WebrtcPublisher {
                     .register_codec(codec, kind)
                     .map_err(|e| format!("codec registration: {e}"))?;
             }
-            let (pc, _port) = context.connect(engine, forwarder).await?;
+            let (pc, _port) = context
+                .connect(PeerRole::Publisher, engine, forwarder)
+                .await?;
             let description =
                 RTCSessionDescription::offer(offer).map_err(|e| format!("bad offer: {e}"))?;
             pc.set_remote_description(description)

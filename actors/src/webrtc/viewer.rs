@@ -9,7 +9,7 @@
 //! `send` messages reach the stream's publisher, or the client hears why not.
 
 use super::pump::{self, PumpEvent, PumpSpec, TrackOut};
-use super::{PeerGuard, WebrtcContext};
+use super::{PeerGuard, PeerRole, WebrtcContext};
 use crate::access::{Attach, Pass};
 use crate::messages::*;
 use crate::registry::Registry;
@@ -313,7 +313,7 @@ impl WebrtcViewer {
                     .register_codec(codec, kind)
                     .map_err(|e| format!("codec registration: {e}"))?;
             }
-            let (pc, port) = context.connect(engine, forwarder).await?;
+            let (pc, port) = context.connect(PeerRole::Viewer, engine, forwarder).await?;
             let result = build_session(&pc.connection(), &plan, offer, &stream_label).await;
             let (sdp, video, audio) = result?;
             Ok((pc, port, sdp, video, audio, plan))
