@@ -23,6 +23,7 @@
 #   MR_RTMP_PORT / MR_HTTP_PORT / MR_REST_PORT: mediarouter's ports (11935 / 18080 / 18081).
 #   KEEP_WORK=1: keep the logs and reports (the directory is printed).
 #   JANUS_EVENT_LOOPS=N: Janus with a pool of N event loops instead of a thread per handle.
+#   VIDEO_KBPS: the source's video bit rate (default 2000; the goal is stated at 1500).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/bench/lib.sh
@@ -39,7 +40,7 @@ if [[ -z "${MR_BIN:-}" || -z "${LOADGEN_BIN:-}" ]]; then
   flock /tmp/cargo.lock cargo build --release -p mediarouter -p mediarouter-loadgen >&2
 fi
 
-media=$(bench_media)
+media=$(bench_media "${VIDEO_KBPS:-2000}")
 
 work=$(mktemp -d)
 pids=()
