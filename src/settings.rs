@@ -161,6 +161,8 @@ pub struct WebsocketSettings {
     pub max_delay_ms: u64,
     /// A player that answers no ping for this long is closed.
     pub keepalive_timeout_ms: u64,
+    /// A live player's audio waits up to this long for the next video frame, to share its write.
+    pub audio_merge_ms: u64,
     /// Kernel send buffer of a media socket: what the kernel holds beyond it hides a slow
     /// viewer from the server (and adds to its delay) until it is full.
     pub send_buffer_bytes: usize,
@@ -327,11 +329,13 @@ impl Settings {
                 format!("{} is outside 128..=65536", self.rtmp.chunk_size),
             );
         }
-        if self.rtmp.audio_merge_ms > 100 {
-            return invalid(
-                "rtmp.audio_merge_ms",
-                format!("{} is above 100", self.rtmp.audio_merge_ms),
-            );
+        for (key, merge_ms) in [
+            ("rtmp.audio_merge_ms", self.rtmp.audio_merge_ms),
+            ("websocket.audio_merge_ms", self.websocket.audio_merge_ms),
+        ] {
+            if merge_ms > 100 {
+                return invalid(key, format!("{merge_ms} is above 100"));
+            }
         }
         if !(65536..=16 * 1024 * 1024).contains(&self.rtmp.max_message_bytes) {
             return invalid(
@@ -616,6 +620,16 @@ mod tests {
                 "rtsp.client_address",
             ),
             ("MEDIAROUTER__RTSP__TRANSPORT", "sctp", "rtsp.transport"),
+            (
+                "MEDIAROUTER__RTMP__AUDIO_MERGE_MS",
+                "101",
+                "rtmp.audio_merge_ms",
+            ),
+            (
+                "MEDIAROUTER__WEBSOCKET__AUDIO_MERGE_MS",
+                "250",
+                "websocket.audio_merge_ms",
+            ),
         ] {
             assert_refused_naming(k, v, needle);
         }

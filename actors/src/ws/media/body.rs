@@ -6,14 +6,16 @@
 //! the fan-out ring and the HTTP layer's small write buffer); a frame further than
 //! `max_delay` behind its track's live edge makes the player skip to the next keyframe; frame
 //! payloads leave as the shared buffers they arrived in; after a close frame nothing more is
-//! sent and the body ends.
+//! sent and the body ends; a live audio fragment of a stream with video may wait (at most
+//! `audio_merge`) for the next video fragment to share its write, while a video fragment, a
+//! status or anything queued before the audio is never held.
 
 use super::status_json;
 use crate::stream::MediaHub;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::Stream;
 use mediarouter_core::codec::fmp4::live::{LiveMuxer, MuxOutput};
-use mediarouter_core::media::{LagAction, LagTracker, MediaPacket, StreamName};
+use mediarouter_core::media::{LagAction, LagTracker, MediaPacket, StreamName, TrackKind};
 use mediarouter_core::webrtc::signalling::StreamStatus;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -113,6 +115,9 @@ pub struct MediaBody {
     muxed: Vec<MuxOutput>,
     out: VecDeque<Bytes>,
     hold: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// `out` holds only audio waiting for the next video fragment, until this timer fires.
+    audio_hold: Option<Pin<Box<tokio::time::Sleep>>>,
+    audio_merge: Duration,
     progress: Arc<Progress>,
     lag: LagTracker,
     max_delay_us: i64,
@@ -123,14 +128,20 @@ pub struct MediaBody {
     ended: bool,
 }
 
+/// How far a player may fall behind, and how long its audio may wait for video.
+pub struct BodyLimits {
+    pub max_delay: Duration,
+    pub max_lag: Duration,
+    pub audio_merge: Duration,
+}
+
 impl MediaBody {
     pub fn new(
         name: StreamName,
         peer: String,
         commands: mpsc::UnboundedReceiver<BodyCommand>,
         progress: Arc<Progress>,
-        max_delay: Duration,
-        max_lag: Duration,
+        limits: BodyLimits,
     ) -> Self {
         MediaBody {
             name,
@@ -141,9 +152,11 @@ impl MediaBody {
             muxed: Vec::new(),
             out: VecDeque::new(),
             hold: None,
+            audio_hold: None,
+            audio_merge: limits.audio_merge,
             progress,
-            lag: LagTracker::new(max_lag.as_millis() as u64),
-            max_delay_us: max_delay.as_micros() as i64,
+            lag: LagTracker::new(limits.max_lag.as_millis() as u64),
+            max_delay_us: limits.max_delay.as_micros() as i64,
             skipping: false,
             announce: true,
             ended: false,
@@ -151,6 +164,8 @@ impl MediaBody {
     }
 
     fn command(&mut self, command: BodyCommand) {
+        // Statuses and pongs go out at once, with whatever audio was held.
+        self.audio_hold = None;
         match command {
             BodyCommand::Play(feed) => {
                 let feed = *feed;
@@ -185,6 +200,7 @@ impl MediaBody {
         self.ended = true;
         self.feed = None;
         self.hold = None;
+        self.audio_hold = None;
     }
 
     /// Queues one unfragmented frame (server frames are never masked).
@@ -199,6 +215,7 @@ impl MediaBody {
         reason: Option<&str>,
         info: Option<serde_json::Value>,
     ) {
+        self.audio_hold = None;
         self.frame(
             TEXT,
             Bytes::from(status_json(&self.name, status, reason, info)),
@@ -222,17 +239,18 @@ impl MediaBody {
     }
 
     fn packet(&mut self, packet: MediaPacket, live: bool) {
-        match &packet {
-            MediaPacket::Frame(frame) if live => {
-                let edge = self
-                    .feed
-                    .as_ref()
-                    .map_or(frame.dts_us, |f| f.hub.live_edge_us(frame.track()));
-                if edge - frame.dts_us > self.max_delay_us {
-                    self.fell_behind(1);
-                    return;
-                }
+        if let (MediaPacket::Frame(frame), true) = (&packet, live) {
+            let edge = self
+                .feed
+                .as_ref()
+                .map_or(frame.dts_us, |f| f.hub.live_edge_us(frame.track()));
+            if edge - frame.dts_us > self.max_delay_us {
+                self.fell_behind(1);
+                return;
             }
+        }
+        self.hold_audio(&packet, live);
+        match &packet {
             MediaPacket::Published { .. } => self.announce = true,
             MediaPacket::Unpublished => self.status(
                 StreamStatus::Unpublished,
@@ -243,6 +261,36 @@ impl MediaBody {
         }
         self.muxer.push(&packet, Instant::now(), &mut self.muxed);
         self.emit();
+    }
+
+    /// Starts or ends the wait of held audio for `packet`, before its output is queued: live
+    /// audio of a stream with video waits when nothing else is queued, and joins audio already
+    /// waiting; anything else ends the wait (a video fragment goes out at once, with the audio).
+    fn hold_audio(&mut self, packet: &MediaPacket, live: bool) {
+        let audio =
+            matches!(packet, MediaPacket::Frame(frame) if frame.track() == TrackKind::Audio);
+        let has_video = self.muxer.init().is_some_and(|init| init.has_video());
+        if !(live && audio && has_video && !self.audio_merge.is_zero()) {
+            self.audio_hold = None;
+        } else if self.out.is_empty() {
+            let deadline = tokio::time::Instant::now() + self.audio_merge;
+            match self.audio_hold.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.audio_hold = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+    }
+
+    /// Whether `out` is held back for video; its timer wakes the body when the wait is over.
+    fn audio_held(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timer) = self.audio_hold.as_mut() else {
+            return false;
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return true;
+        }
+        self.audio_hold = None;
+        false
     }
 
     /// Frames were skipped: resume at the next keyframe, tell the viewer once per episode.
@@ -351,8 +399,10 @@ impl Stream for MediaBody {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            if let Some(bytes) = this.out.pop_front() {
-                return Poll::Ready(Some(Ok(bytes)));
+            if !this.audio_held(cx) {
+                if let Some(bytes) = this.out.pop_front() {
+                    return Poll::Ready(Some(Ok(bytes)));
+                }
             }
             if this.ended {
                 return Poll::Ready(None);
@@ -390,7 +440,8 @@ impl Stream for MediaBody {
                     this.close(Some(last), "stream closed");
                 }
                 Poll::Pending => {
-                    // Everything that came is sent (or in the HTTP layer's buffer): caught up.
+                    // Everything that came is sent (or in the HTTP layer's buffer, or is audio
+                    // held for at most `audio_merge`): caught up.
                     let now = this.progress.now_ms();
                     this.progress.drained_ms.store(now, Ordering::Relaxed);
                     this.progress.idle.store(true, Ordering::Relaxed);

@@ -9,7 +9,7 @@
 mod body;
 mod player;
 
-use self::body::{MediaBody, Progress};
+use self::body::{BodyLimits, MediaBody, Progress};
 use self::player::{MediaPlayer, PlayerSpec};
 use crate::access::{Gate, Pass};
 use crate::messages::PeerId;
@@ -125,8 +125,11 @@ pub async fn play(
         address.clone(),
         receiver,
         Arc::clone(&progress),
-        Duration::from_millis(context.settings.max_delay_ms),
-        Duration::from_millis(context.max_lag_ms),
+        BodyLimits {
+            max_delay: Duration::from_millis(context.settings.max_delay_ms),
+            max_lag: Duration::from_millis(context.max_lag_ms),
+            audio_merge: Duration::from_millis(context.settings.audio_merge_ms),
+        },
     );
     let spec = PlayerSpec {
         peer,
